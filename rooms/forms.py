@@ -1,0 +1,103 @@
+import json
+import re
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from rooms.models import ROOM_SLUG_PATTERN, validate_room_slug
+
+PM_COMMAND = re.compile(r"\A/pm(?:\s+(?P<username>\S+))?(?:\s+(?P<text>.*))?\Z", re.DOTALL)
+MAX_LENGTH = settings.CHAT_MESSAGE_MAX_LENGTH
+
+
+class RoomNameForm(forms.Form):
+    name = forms.CharField(
+        label="Room name",
+        max_length=50,
+        validators=[validate_room_slug],
+        widget=forms.TextInput(attrs={"placeholder": "e.g. general", "pattern": ROOM_SLUG_PATTERN}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Normalise before validation, so "General " opens "general".
+        if self.is_bound and isinstance(self.data.get("name"), str):
+            self.data = self.data.copy()
+            self.data["name"] = self.data["name"].strip().lower()
+
+
+class ComposerForm(forms.Form):
+    """What a user types into a room: a message, or `/pm <username> <text>`.
+
+    Valid data has `body` (the text to store) and `recipient` (a User for a private
+    message, None for a room message).
+    """
+
+    body = forms.CharField(
+        label="Message",
+        max_length=MAX_LENGTH,
+        error_messages={
+            "required": "Write something first: an empty message was not sent.",
+            "max_length": f"That message is too long: the limit is {MAX_LENGTH:,} characters "
+            "(it has %(show_value)d).",
+        },
+        widget=forms.TextInput(attrs={"autocomplete": "off", "placeholder": "Message"}),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        body = cleaned.get("body")
+        cleaned["recipient"] = None
+        if body is None:
+            return cleaned
+        command = PM_COMMAND.match(body)
+        if command is None:  # an ordinary message (also "/pmx", which is not the command)
+            return cleaned
+        username, text = command["username"], (command["text"] or "").strip()
+        if not username or not text:
+            raise forms.ValidationError(
+                "To send a private message, write /pm <username> <message>.", code="pm_usage"
+            )
+        recipient = get_user_model().objects.filter(username=username, is_active=True).first()
+        if recipient is None:
+            raise forms.ValidationError(
+                "There is no user named “%(username)s”: the private message was not sent.",
+                code="pm_unknown_user",
+                params={"username": username},
+            )
+        cleaned["recipient"] = recipient
+        cleaned["body"] = text
+        return cleaned
+
+
+class FrameError(ValueError):
+    """A WebSocket frame that is not the composer's JSON; its text is shown to the sender."""
+
+
+def decode_composer_frame(text: str) -> dict[str, str]:
+    """Turn a ws-send frame into form data, or raise FrameError saying what is wrong.
+
+    htmx sends `{"body": "...", "csrfmiddlewaretoken": "...", "HEADERS": {...}}`.
+    Only `body` matters, and it must be a string: a number or a list is a client bug,
+    not something to coerce.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise FrameError("That message could not be read (it was not JSON).") from None
+    if not isinstance(data, dict):
+        raise FrameError("That message could not be read (expected a JSON object).")
+    body = data.get("body")
+    if body is None:
+        raise FrameError("That message had no text (the “body” field is missing).")
+    if not isinstance(body, str):
+        raise FrameError("That message could not be read (“body” must be text).")
+    return {"body": body}
+
+
+class PrivateMessageForm(forms.Form):
+    """The composer of a conversation page: the text alone, the recipient is the page's."""
+
+    body = ComposerForm.base_fields["body"]

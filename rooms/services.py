@@ -1,0 +1,246 @@
+"""The chat's domain operations: who may enter a room, posting, private messages.
+
+Views and consumers both call these, so a message posted by a plain HTML form and one
+sent over a WebSocket take the same path: validate, store, render once, broadcast.
+"""
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Q, QuerySet
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from rooms.forms import ComposerForm
+from rooms.models import ROOM_SLUG_PATTERN, Message, PrivateMessage, Room
+
+log = logging.getLogger(__name__)
+
+User = AbstractBaseUser | AnonymousUser
+ROOM_TEMPLATE = "rooms/room.html"
+ROOM_SLUG = re.compile(ROOM_SLUG_PATTERN)
+
+
+# Access ---------------------------------------------------------------------------
+
+
+def can_enter(room: Room, user: User) -> bool:
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if room.visibility == Room.Visibility.STAFF:
+        return user.is_staff
+    if room.visibility == Room.Visibility.PRIVATE:
+        return room.owner_id == user.pk or room.members.filter(pk=user.pk).exists()
+    return True
+
+
+def enter_room(slug: str, user: User, *, create: bool = True) -> Room:
+    """The room at `slug` if `user` may be in it; a valid new slug creates a public room.
+
+    Raises Room.DoesNotExist both for a missing room (with create=False) and for one
+    the user may not enter, so that private rooms do not reveal they exist.
+    """
+    if not ROOM_SLUG.fullmatch(slug):
+        raise Room.DoesNotExist(f"{slug!r} is not a room name")
+    if create:
+        room, _ = Room.objects.get_or_create(slug=slug, defaults={"owner": user})
+    else:
+        room = Room.objects.get(slug=slug)
+    if not can_enter(room, user):
+        raise Room.DoesNotExist(f"{user} may not enter {slug}")
+    return room
+
+
+def visible_rooms(user: User) -> QuerySet[Room]:
+    """Rooms the user may enter, each annotated with `online`: users connected now."""
+    rooms = Room.objects.all()
+    if not user.is_staff:
+        rooms = rooms.exclude(visibility=Room.Visibility.STAFF)
+    rooms = rooms.filter(
+        ~Q(visibility=Room.Visibility.PRIVATE) | Q(owner=user) | Q(members=user)
+    ).distinct()
+    fresh = Q(connections__seen_at__gte=presence_cutoff())
+    return rooms.annotate(online=Count("connections__user", filter=fresh, distinct=True))
+
+
+def presence_cutoff() -> Any:
+    return timezone.now() - timezone.timedelta(seconds=settings.CHAT_PRESENCE_TTL)
+
+
+# Reading ---------------------------------------------------------------------------
+
+
+def recent_messages(room: Room) -> list[Message]:
+    latest = room.messages.select_related("author").order_by("-id")[: settings.CHAT_HISTORY_LENGTH]
+    return list(reversed(latest))
+
+
+def messages_after(room: Room, after_id: int) -> list[Message]:
+    """What a client that has seen message `after_id` is missing, oldest first."""
+    return list(
+        room.messages.select_related("author")
+        .filter(id__gt=after_id)
+        .order_by("id")[: settings.CHAT_CATCHUP_LIMIT]
+    )
+
+
+def conversation(user: User, other: User) -> QuerySet[PrivateMessage]:
+    return PrivateMessage.objects.filter(
+        Q(sender=user, recipient=other) | Q(sender=other, recipient=user)
+    ).select_related("sender", "recipient")
+
+
+def online_users(room: Room) -> list[Any]:
+    return list(
+        get_user_model()
+        .objects.filter(connections__room=room, connections__seen_at__gte=presence_cutoff())
+        .distinct()
+        .order_by("username")
+    )
+
+
+# Rendering and fan-out ------------------------------------------------------------
+
+
+def render_fragment(partial: str, **context: Any) -> str:
+    """Render one `{% partialdef %}` of the room page: the same markup the page uses."""
+    return render_to_string(f"{ROOM_TEMPLATE}#{partial}", context)
+
+
+def room_group(room_id: int) -> str:
+    return f"room.{room_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def session_group(session_key: str | None) -> str:
+    # Session keys are secrets; the group name (which Redis may show) carries a digest.
+    return "session." + hashlib.sha256((session_key or "").encode()).hexdigest()[:32]
+
+
+def close_session_sockets(session_key: str, code: int) -> None:
+    """Close every socket opened with this session (on logout), wherever it is served."""
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            session_group(session_key), {"type": "socket.close", "code": code}
+        )
+    except Exception:
+        log.exception("could not close the sockets of an ended session")
+
+
+async def abroadcast(group: str, html: str, message_id: int | None = None) -> bool:
+    """Send pre-rendered HTML to every socket in `group`; False if the layer failed.
+
+    A failed broadcast loses nothing: what was said is already stored, and clients
+    fetch what they missed when they reconnect.
+    """
+    try:
+        await get_channel_layer().group_send(
+            group, {"type": "room.html", "html": html, "message_id": message_id}
+        )
+    except Exception:
+        log.exception("broadcast to %s failed", group)
+        return False
+    return True
+
+
+broadcast = async_to_sync(abroadcast)
+
+
+# Writing ---------------------------------------------------------------------------
+
+
+@dataclass
+class Posted:
+    """The result of posting: what was stored, its HTML, and whether it went out live."""
+
+    html: str
+    delivered: bool
+
+
+def post_message(room: Room, author: Any, body: str) -> Posted:
+    message = Message.objects.create(room=room, author=author, body=body)
+    html = render_fragment("message-oob", message=message)
+    delivered = broadcast(room_group(room.pk), html, message.pk)
+    log.info("message %s by %s in %s", message.pk, author, room)
+    return Posted(html, delivered)
+
+
+def send_private_message(sender: Any, recipient: Any, body: str) -> Posted:
+    pm = PrivateMessage.objects.create(sender=sender, recipient=recipient, body=body)
+    html = render_fragment("private-message-oob", pm=pm)
+    # One rendering for both ends; the page's per-viewer CSS shows "delivered" to the
+    # sender and "private" to the recipient.
+    delivered = broadcast(user_group(recipient.pk), html)
+    if recipient.pk != sender.pk:
+        delivered = broadcast(user_group(sender.pk), html) and delivered
+    log.info("private message %s from %s to %s", pm.pk, sender, recipient)
+    return Posted(html, delivered)
+
+
+def submit_composer(
+    room: Room, user: Any, data: dict[str, Any]
+) -> tuple[ComposerForm, Posted | None]:
+    """Validate what the composer sent and post it: the one path for forms and sockets.
+
+    Returns the bound form (with errors when invalid) and what was posted, if anything.
+    """
+    form = ComposerForm(data)
+    if not form.is_valid():
+        return form, None
+    body, recipient = form.cleaned_data["body"], form.cleaned_data["recipient"]
+    if recipient is not None:
+        return form, send_private_message(user, recipient, body)
+    return form, post_message(room, user, body)
+
+
+# Flood control --------------------------------------------------------------------
+
+
+class RateLimiter:
+    """A token bucket per user: a burst of `burst`, then `per_second` sustained.
+
+    Per process: behind a balancer a user spread over n processes gets n buckets,
+    which still bounds a flood to a small multiple.
+    """
+
+    def __init__(self, burst: int, per_second: float) -> None:
+        self.burst = burst
+        self.per_second = per_second
+        self._buckets: dict[int, tuple[float, float]] = {}
+
+    def allow(self, user_id: int) -> bool:
+        now = time.monotonic()
+        tokens, last = self._buckets.get(user_id, (float(self.burst), now))
+        tokens = min(self.burst, tokens + (now - last) * self.per_second)
+        if tokens < 1:
+            self._buckets[user_id] = (tokens, now)
+            return False
+        self._buckets[user_id] = (tokens - 1, now)
+        return True
+
+    def reset(self) -> None:
+        self._buckets.clear()
+
+
+rate_limiter = RateLimiter(settings.CHAT_RATE_BURST, settings.CHAT_RATE_PER_SECOND)
+
+
+def announce_presence(room: Room, user: Any, event: str) -> bool:
+    """Tell the room that `user` joined or left: a log line and the new online list."""
+    html = render_fragment(
+        "presence-oob", room=room, subject=user, event=event, online_users=online_users(room)
+    )
+    log.info("%s %s %s", user, event, room)
+    return broadcast(room_group(room.pk), html)

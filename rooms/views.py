@@ -1,0 +1,151 @@
+import asyncio
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from rooms import services
+from rooms.forms import ComposerForm, PrivateMessageForm, RoomNameForm
+from rooms.models import Room
+
+TOO_FAST = "You are sending messages too fast. Wait a moment, then send again."
+
+
+def _room_or_404(slug: str, user: Any, *, create: bool = True) -> Room:
+    try:
+        return services.enter_room(slug, user, create=create)
+    except Room.DoesNotExist:
+        raise Http404("No such room.") from None
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def room_list(request: HttpRequest) -> HttpResponse:
+    form = RoomNameForm(request.POST or None)
+    if form.is_valid():
+        try:
+            room = services.enter_room(form.cleaned_data["name"], request.user)
+        except Room.DoesNotExist:
+            form.add_error("name", "That room is private: ask its owner to invite you.")
+        else:
+            return redirect(room)
+    rooms = services.visible_rooms(request.user)
+    status = 400 if form.is_bound else 200
+    return render(request, "rooms/room_list.html", {"rooms": rooms, "form": form}, status=status)
+
+
+@login_required
+@require_GET
+def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    return _render_room(request, _room_or_404(slug, request.user), ComposerForm())
+
+
+@login_required
+@require_POST
+def post_message(request: HttpRequest, slug: str) -> HttpResponse:
+    """The composer without JavaScript: post, then back to the room (POST/redirect/GET)."""
+    room = _room_or_404(slug, request.user, create=False)
+    if not services.rate_limiter.allow(request.user.pk):
+        form = ComposerForm(initial={"body": request.POST.get("body", "")})
+        return _render_room(request, room, form, error=TOO_FAST, status=429)
+    form, posted = services.submit_composer(room, request.user, request.POST)
+    if posted is None:
+        return _render_room(request, room, form, status=400)
+    return redirect(room)
+
+
+def _render_room(
+    request: HttpRequest, room: Room, form: ComposerForm, *, error: str = "", status: int = 200
+) -> HttpResponse:
+    messages = services.recent_messages(room)
+    context = {
+        "room": room,
+        "messages": messages,
+        "last_message_id": messages[-1].pk if messages else 0,
+        "online_users": services.online_users(room),
+        "rooms": services.visible_rooms(request.user),
+        "form": form,
+        "error": error,
+    }
+    return render(request, "rooms/room.html", context, status=status)
+
+
+@login_required
+@require_GET
+def conversations(request: HttpRequest) -> HttpResponse:
+    """Everyone the user has exchanged private messages with."""
+    me = request.user
+    people = (
+        get_user_model()
+        .objects.filter(
+            Q(sent_private_messages__recipient=me) | Q(received_private_messages__sender=me)
+        )
+        .distinct()
+        .order_by("username")
+    )
+    return render(request, "rooms/conversations.html", {"people": people})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def conversation(request: HttpRequest, username: str) -> HttpResponse:
+    other = get_object_or_404(get_user_model(), username=username, is_active=True)
+    form = PrivateMessageForm()
+    error, status = "", 200
+    if request.method == "POST":
+        if not services.rate_limiter.allow(request.user.pk):
+            form = PrivateMessageForm(initial={"body": request.POST.get("body", "")})
+            error, status = TOO_FAST, 429
+        else:
+            form = PrivateMessageForm(request.POST)
+            if form.is_valid():
+                services.send_private_message(request.user, other, form.cleaned_data["body"])
+                return redirect("pm:conversation", username=other.username)
+            status = 400
+    context = {
+        "other": other,
+        "private_messages": services.conversation(request.user, other),
+        "form": form,
+        "error": error,
+    }
+    return render(request, "rooms/conversation.html", context, status=status)
+
+
+@never_cache
+async def healthz(request: HttpRequest) -> HttpResponse:
+    """200 only when both the database and the channel layer answer; 503 says which not."""
+    try:
+        await database_sync_to_async(_ping_database)()
+    except Exception as error:
+        return HttpResponse(
+            f"database unavailable: {type(error).__name__}", status=503, content_type="text/plain"
+        )
+    try:
+        await asyncio.wait_for(_ping_channel_layer(), timeout=3)
+    except Exception as error:
+        return HttpResponse(
+            f"channel layer unavailable: {type(error).__name__}",
+            status=503,
+            content_type="text/plain",
+        )
+    return HttpResponse("ok", content_type="text/plain")
+
+
+def _ping_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def _ping_channel_layer() -> None:
+    layer = get_channel_layer()
+    channel = await layer.new_channel("healthz.")
+    await layer.send(channel, {"type": "health.check"})
+    await layer.receive(channel)
