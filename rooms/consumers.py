@@ -3,7 +3,7 @@
 Close codes (htmx's ws extension reconnects only after 1006, 1011, 1012 and 1013):
   4401  not logged in, or logged out meanwhile: reconnecting cannot help
   4404  no such room, or one this user may not enter (private rooms stay unrevealed)
-  4403  access to the room was withdrawn while connected
+  4403  access to the room was withdrawn while connected (removed, or refused a send)
   1003  a binary frame: the composer only sends text
   1009  a frame over MAX_FRAME_BYTES
   1013  the channel layer failed during the handshake: try again later
@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from rooms import presence, services
+from rooms import presence, services, sockets
 from rooms.forms import ComposerForm, FrameError, decode_composer_frame
 from rooms.models import Room
 
@@ -69,7 +69,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.caught_up_to, catch_up_html = await database_sync_to_async(self.arrive)(after)
         if catch_up_html:
             await self.send(text_data=catch_up_html)
+        sockets.open_sockets.add(self)
         presence.ensure_heartbeat()
+        sockets.ensure_watchdog()
         log.info("connected %s to %s (%s)", self.user, self.room, self.channel_name)
 
     def arrive(self, after: int | None) -> tuple[int, str]:
@@ -82,6 +84,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         # Presence first and the layer second: leaving must be recorded even when the
         # layer is down.
+        sockets.open_sockets.discard(self)
         if self.room is not None:
             log.info("disconnected %s from %s (code %s)", self.user, self.room, message["code"])
             await database_sync_to_async(self.depart)()
@@ -163,6 +166,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def socket_close(self, event: dict[str, Any]) -> None:
         await self.close(event["code"])
+
+    async def room_revoked(self, event: dict[str, Any]) -> None:
+        if self.room is not None and event["room_id"] == self.room.pk:
+            await self.close(CLOSE_FORBIDDEN)
 
 
 def _int_param(scope: dict[str, Any], name: str) -> int | None:

@@ -20,6 +20,12 @@ class RoomNameForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "e.g. general", "pattern": ROOM_SLUG_PATTERN}),
     )
 
+    private = forms.BooleanField(
+        label="Members only",
+        required=False,
+        help_text="A new room is private: only people you invite can find or enter it.",
+    )
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Normalise before validation, so "General " opens "general".
@@ -101,3 +107,16 @@ class PrivateMessageForm(forms.Form):
     """The composer of a conversation page: the text alone, the recipient is the page's."""
 
     body = ComposerForm.base_fields["body"]
+
+
+class InviteForm(forms.Form):
+    username = forms.CharField(label="Invite", max_length=150)
+
+    def clean_username(self) -> Any:
+        username = self.cleaned_data["username"].strip()
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise forms.ValidationError(
+                "There is no user named “%(username)s”.", params={"username": username}
+            )
+        return user

@@ -43,8 +43,9 @@ def can_enter(room: Room, user: User) -> bool:
     return True
 
 
-def enter_room(slug: str, user: User, *, create: bool = True) -> Room:
-    """The room at `slug` if `user` may be in it; a valid new slug creates a public room.
+def enter_room(slug: str, user: User, *, create: bool = True, private: bool = False) -> Room:
+    """The room at `slug` if `user` may be in it; a valid new slug creates the room
+    (public, or private to its owner with `private=True`).
 
     Raises Room.DoesNotExist both for a missing room (with create=False) and for one
     the user may not enter, so that private rooms do not reveal they exist.
@@ -52,7 +53,10 @@ def enter_room(slug: str, user: User, *, create: bool = True) -> Room:
     if not ROOM_SLUG.fullmatch(slug):
         raise Room.DoesNotExist(f"{slug!r} is not a room name")
     if create:
-        room, _ = Room.objects.get_or_create(slug=slug, defaults={"owner": user})
+        visibility = Room.Visibility.PRIVATE if private else Room.Visibility.PUBLIC
+        room, _ = Room.objects.get_or_create(
+            slug=slug, defaults={"owner": user, "visibility": visibility}
+        )
     else:
         room = Room.objects.get(slug=slug)
     if not can_enter(room, user):
@@ -244,3 +248,29 @@ def announce_presence(room: Room, user: Any, event: str) -> bool:
     )
     log.info("%s %s %s", user, event, room)
     return broadcast(room_group(room.pk), html)
+
+
+# Membership of private rooms --------------------------------------------------------
+
+
+def invite(room: Room, owner: Any, user: Any) -> None:
+    if room.owner_id != owner.pk:
+        raise PermissionError("only the owner invites")
+    room.members.add(user)
+    log.info("%s invited %s to %s", owner, user, room)
+
+
+def remove_member(room: Room, owner: Any, user: Any) -> None:
+    """Take `user` out of a private room and close their sockets in it at once: from
+    now on they receive nothing of it."""
+    if room.owner_id != owner.pk:
+        raise PermissionError("only the owner removes members")
+    room.members.remove(user)
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            user_group(user.pk), {"type": "room.revoked", "room_id": room.pk}
+        )
+    except Exception:
+        # Their next send is refused anyway (every send is authorized again).
+        log.exception("could not close %s's sockets in %s", user, room)
+    log.info("%s removed %s from %s", owner, user, room)

@@ -7,4 +7,6 @@ urlpatterns = [
     path("", views.room_list, name="list"),
     path("<str:slug>/", views.room_detail, name="detail"),
     path("<str:slug>/messages/", views.post_message, name="post"),
+    path("<str:slug>/members/", views.invite_member, name="invite"),
+    path("<str:slug>/members/<str:username>/remove/", views.remove_member, name="remove_member"),
 ]

@@ -1,8 +1,6 @@
-import asyncio
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.db import connection
@@ -12,8 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rooms import services
-from rooms.forms import ComposerForm, PrivateMessageForm, RoomNameForm
+from rooms import services, sockets
+from rooms.forms import ComposerForm, InviteForm, PrivateMessageForm, RoomNameForm
 from rooms.models import Room
 
 TOO_FAST = "You are sending messages too fast. Wait a moment, then send again."
@@ -32,7 +30,9 @@ def room_list(request: HttpRequest) -> HttpResponse:
     form = RoomNameForm(request.POST or None)
     if form.is_valid():
         try:
-            room = services.enter_room(form.cleaned_data["name"], request.user)
+            room = services.enter_room(
+                form.cleaned_data["name"], request.user, private=form.cleaned_data["private"]
+            )
         except Room.DoesNotExist:
             form.add_error("name", "That room is private: ask its owner to invite you.")
         else:
@@ -63,9 +63,16 @@ def post_message(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _render_room(
-    request: HttpRequest, room: Room, form: ComposerForm, *, error: str = "", status: int = 200
+    request: HttpRequest,
+    room: Room,
+    form: ComposerForm,
+    *,
+    error: str = "",
+    invite_form: InviteForm | None = None,
+    status: int = 200,
 ) -> HttpResponse:
     messages = services.recent_messages(room)
+    is_owner = room.visibility == Room.Visibility.PRIVATE and room.owner_id == request.user.pk
     context = {
         "room": room,
         "messages": messages,
@@ -74,8 +81,34 @@ def _render_room(
         "rooms": services.visible_rooms(request.user),
         "form": form,
         "error": error,
+        "members": room.members.order_by("username") if is_owner else None,
+        "invite_form": invite_form or InviteForm(),
     }
     return render(request, "rooms/room.html", context, status=status)
+
+
+@login_required
+@require_POST
+def invite_member(request: HttpRequest, slug: str) -> HttpResponse:
+    room = _owned_private_room_or_404(slug, request.user)
+    invite_form = InviteForm(request.POST)
+    if not invite_form.is_valid():
+        return _render_room(request, room, ComposerForm(), invite_form=invite_form, status=400)
+    services.invite(room, request.user, invite_form.cleaned_data["username"])
+    return redirect(room)
+
+
+@login_required
+@require_POST
+def remove_member(request: HttpRequest, slug: str, username: str) -> HttpResponse:
+    room = _owned_private_room_or_404(slug, request.user)
+    member = get_object_or_404(room.members, username=username)
+    services.remove_member(room, request.user, member)
+    return redirect(room)
+
+
+def _owned_private_room_or_404(slug: str, user: Any) -> Room:
+    return get_object_or_404(Room, slug=slug, owner=user, visibility=Room.Visibility.PRIVATE)
 
 
 @login_required
@@ -129,7 +162,7 @@ async def healthz(request: HttpRequest) -> HttpResponse:
             f"database unavailable: {type(error).__name__}", status=503, content_type="text/plain"
         )
     try:
-        await asyncio.wait_for(_ping_channel_layer(), timeout=3)
+        await sockets.probe().ping(timeout=3)
     except Exception as error:
         return HttpResponse(
             f"channel layer unavailable: {type(error).__name__}",
@@ -142,10 +175,3 @@ async def healthz(request: HttpRequest) -> HttpResponse:
 def _ping_database() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-
-
-async def _ping_channel_layer() -> None:
-    layer = get_channel_layer()
-    channel = await layer.new_channel("healthz.")
-    await layer.send(channel, {"type": "health.check"})
-    await layer.receive(channel)

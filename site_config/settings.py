@@ -176,6 +176,8 @@ CHAT_RATE_PER_SECOND = float(os.environ.get("CHAT_RATE_PER_SECOND", "1"))
 # without cleaning up has its users expire after this many seconds.
 CHAT_PRESENCE_TTL = int(os.environ.get("CHAT_PRESENCE_TTL", "60"))
 CHAT_PRESENCE_HEARTBEAT = CHAT_PRESENCE_TTL / 3
+# How often each process checks the channel layer, to resync its sockets after an outage.
+CHAT_LAYER_CHECK_SECONDS = float(os.environ.get("CHAT_LAYER_CHECK_SECONDS", "2"))
 
 LOGGING = {
     "version": 1,
