@@ -46,7 +46,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
         try:
-            self.room = await database_sync_to_async(services.enter_room)(slug, self.user)
+            # Rooms are created by opening their page, never by a bare socket.
+            self.room = await database_sync_to_async(services.enter_room)(
+                slug, self.user, create=False
+            )
         except (Room.DoesNotExist, ValueError):
             log.info("socket refused: %s may not enter %r", self.user, slug)
             await self.close(CLOSE_NO_ROOM)
