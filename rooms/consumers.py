@@ -78,10 +78,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
         log.info("connected %s to %s (%s)", self.user, self.room, self.channel_name)
 
     def arrive(self, after: int | None) -> tuple[int, str]:
-        missed = services.messages_after(self.room, after) if after is not None else []
+        """Record presence; return the catch-up for this socket alone, and the id it ends at.
+
+        A reconnecting page (chat.js adds ?resync=1) may also have missed joins and
+        leaves, so it gets the whole online list once; a first connect has it already.
+        """
         if presence.arrive(self.room, self.user, self.channel_name):
             services.announce_presence(self.room, self.user, "joined")
+        missed = services.messages_after(self.room, after) if after is not None else []
         html = services.render_fragment("catch-up", messages=missed) if missed else ""
+        if _int_param(self.scope, "resync"):
+            online = services.online_users(self.room)
+            html += services.render_fragment("online-users", online_users=online)
         return (missed[-1].pk if missed else after or 0), html
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:

@@ -103,6 +103,10 @@ def conversation(user: User, other: User) -> QuerySet[PrivateMessage]:
     ).select_related("sender", "recipient")
 
 
+def online_count(room: Room) -> int:
+    return room.connections.filter(seen_at__gte=presence_cutoff()).values("user").distinct().count()
+
+
 def online_users(room: Room) -> list[Any]:
     return list(
         get_user_model()
@@ -242,9 +246,9 @@ rate_limiter = RateLimiter(settings.CHAT_RATE_BURST, settings.CHAT_RATE_PER_SECO
 
 
 def announce_presence(room: Room, user: Any, event: str) -> bool:
-    """Tell the room that `user` joined or left: a log line and the new online list."""
+    """Tell the room that `user` joined or left: a log line and an online-list update."""
     html = render_fragment(
-        "presence-oob", room=room, subject=user, event=event, online_users=online_users(room)
+        "presence-oob", subject=user, event=event, online_count=online_count(room)
     )
     log.info("%s %s %s", user, event, room)
     return broadcast(room_group(room.pk), html)

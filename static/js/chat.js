@@ -4,13 +4,17 @@
   "use strict";
 
   // 1. Reconnect from the newest message this page shows: the server then sends
-  //    exactly what was missed while the socket was down (?after=<message id>).
+  //    exactly what was missed while the socket was down (?after=<message id>), and
+  //    the online list afresh (&resync=1).
+  let connections = 0;
   htmx.createWebSocket = function (url) {
     let after = 0;
     document.querySelectorAll("#chat-log [data-message-id]").forEach(function (el) {
       after = Math.max(after, Number(el.dataset.messageId));
     });
-    const socket = new WebSocket(url.replace(/([?&]after=)\d*/, "$1" + after));
+    url = url.replace(/([?&]after=)\d*/, "$1" + after);
+    if (connections++ > 0) url += "&resync=1";
+    const socket = new WebSocket(url);
     socket.binaryType = htmx.config.wsBinaryType;
     return socket;
   };
