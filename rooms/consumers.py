@@ -111,6 +111,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             services.announce_presence(self.room, self.user, "left")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.room is None:
+            # A refused socket can still deliver frames (htmx flushes its queue on open)
+            # until our close reaches the client: they have nowhere to go.
+            return
         if text_data is None:
             await self.close(CLOSE_UNSUPPORTED_DATA)
             return

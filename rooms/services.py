@@ -73,7 +73,9 @@ def visible_rooms(user: User) -> QuerySet[Room]:
         ~Q(visibility=Room.Visibility.PRIVATE) | Q(owner=user) | Q(members=user)
     ).distinct()
     fresh = Q(connections__seen_at__gte=presence_cutoff())
-    return rooms.annotate(online=Count("connections__user", filter=fresh, distinct=True))
+    online = Count("connections__user", filter=fresh, distinct=True)
+    # Meta.ordering does not apply to an aggregating query: order explicitly.
+    return rooms.annotate(online=online).order_by("slug")
 
 
 def presence_cutoff() -> Any:
