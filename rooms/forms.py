@@ -93,6 +93,8 @@ def decode_composer_frame(text: str) -> dict[str, str]:
         data = json.loads(text)
     except ValueError:
         raise FrameError("That message could not be read (it was not JSON).") from None
+    except RecursionError:  # "[[[[..." past ~1000 levels: json raises this, not ValueError
+        raise FrameError("That message could not be read (it was nested too deeply).") from None
     if not isinstance(data, dict):
         raise FrameError("That message could not be read (expected a JSON object).")
     body = data.get("body")
@@ -100,6 +102,10 @@ def decode_composer_frame(text: str) -> dict[str, str]:
         raise FrameError("That message had no text (the “body” field is missing).")
     if not isinstance(body, str):
         raise FrameError("That message could not be read (“body” must be text).")
+    try:  # JSON may escape half a surrogate pair ("\ud83d"), which UTF-8 cannot store
+        body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FrameError("That message could not be read (it was not valid text).") from None
     return {"body": body}
 
 

@@ -1,0 +1,340 @@
+"""What every test process needs first, and the helpers of the unit, view and socket suites.
+
+Settings. The suite runs with DEBUG off and a SECRET_KEY of its own, rather than with
+DEBUG=true. DEBUG=true would not only change error pages: in this project it also turns
+off the HTTPS redirect, secure cookies, HSTS and the manifest static-file storage, so the
+tests would exercise a configuration nobody deploys (and pytest-django sets
+settings.DEBUG = False while tests run anyway). What a test process cannot provide is
+supplied explicitly instead: the test client speaks HTTPS (`HttpsClient`), and static
+files use the plain storage because nothing ran collectstatic.
+
+pyproject.toml does not name DJANGO_SETTINGS_MODULE on purpose: when it does,
+pytest-django imports the settings before any conftest runs, and they refuse to load
+without a SECRET_KEY. Set here, both are in place before Django starts; an explicit
+environment (DATABASE_URL, SECRET_KEY, DJANGO_SETTINGS_MODULE) still wins.
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site_config.settings")
+os.environ.setdefault("SECRET_KEY", "hypertalk-tests-only-0123456789abcdefghijklmnopqrstuvwxyz")
+
+import django
+
+django.setup()  # as pytest-django would: models may be imported below and by suites
+
+from django.conf import settings  # noqa: E402
+
+if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A test database need not survive a power cut: commits (a flush after every
+    # transactional test, a row per message) stop waiting for the WAL to reach the disk.
+    options = settings.DATABASES["default"].setdefault("OPTIONS", {})
+    options["options"] = f"{options.get('options', '')} -c synchronous_commit=off".strip()
+
+import asyncio  # noqa: E402
+import json  # noqa: E402
+from asyncio import FIRST_COMPLETED  # noqa: E402
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+from asgiref.sync import sync_to_async  # noqa: E402
+from channels.testing import WebsocketCommunicator  # noqa: E402
+from django.db import connections  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from rooms import presence, services, sockets  # noqa: E402
+from rooms.tests import fragments  # noqa: E402
+
+PASSWORD = "correct horse battery staple"
+ORIGIN = b"http://localhost"  # the host is in ALLOWED_HOSTS, as a browser on the site sends
+# Generous: the socket tests wait this long only when something they expect never comes.
+TIMEOUT = 5
+
+# The composer's frame, as htmx's ws extension sends it (DESIGN.md, "Facts").
+HTMX_HEADERS = {
+    "HX-Request": "true",
+    "HX-Trigger": "composer",
+    "HX-Trigger-Name": None,
+    "HX-Target": "composer",
+    "HX-Current-URL": "http://localhost/rooms/lobby/",
+}
+
+
+# Environment ---------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # WhiteNoise looks for STATIC_ROOT when the middleware starts; nothing collected here.
+    config.addinivalue_line("filterwarnings", "ignore:No directory at:UserWarning")
+
+
+@pytest.fixture
+def chat_test_environment(settings: Any) -> Iterator[None]:
+    """Each test starts from nothing shared: a fresh in-memory channel layer, a full
+    rate-limit bucket, no sockets or background tasks left from the test before.
+
+    The rooms and accounts suites make this autouse (their conftest.py); e2e and bench
+    run real servers with settings of their own and are left alone.
+    """
+    # Always the in-memory layer, even with REDIS_URL set; assigning CHANNEL_LAYERS makes
+    # channels drop its cached layer, so each test gets a new one (and so does the next).
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # The heartbeat and the layer watchdog are started by the first socket; tests call
+    # presence.heartbeat() and sockets.close_all() directly instead of waiting for them.
+    settings.CHAT_PRESENCE_HEARTBEAT = 3600
+    settings.CHAT_LAYER_CHECK_SECONDS = 3600
+    # No collectstatic in a test run: the manifest storage (DEBUG off) would have no manifest.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    # The production hasher costs ~0.4 s per user (PBKDF2); the suite creates hundreds.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    services.rate_limiter.reset()
+    yield
+    services.rate_limiter.reset()
+    # The test's event loop is closed (its tasks cancelled); forget what was tied to it.
+    sockets.open_sockets.clear()
+    sockets._watchdogs.clear()
+    sockets._probes.clear()
+    presence._heartbeats.clear()
+
+
+# Users and HTTP clients ----------------------------------------------------------------
+
+
+class HttpsClient(Client):
+    """The test client over HTTPS, as production is served (SECURE_SSL_REDIRECT is on)."""
+
+    def request(self, **request: Any) -> Any:
+        request.update({"wsgi.url_scheme": "https", "SERVER_PORT": "443"})
+        return super().request(**request)
+
+
+def logged_in(user: Any) -> HttpsClient:
+    """A client with a real session for `user` (a database row, as a login makes)."""
+    client = HttpsClient()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def client() -> HttpsClient:
+    """pytest-django's `client`, over HTTPS."""
+    return HttpsClient()
+
+
+@pytest.fixture
+def login() -> Callable[[Any], HttpsClient]:
+    """`login(user)`: a logged-in HTTPS client (sync; wrap it in sync_to_async in async tests)."""
+    return logged_in
+
+
+@pytest.fixture
+def password() -> str:
+    """The password of every user `make_user` creates."""
+    return PASSWORD
+
+
+@pytest.fixture
+def make_user(django_user_model: Any) -> Callable[..., Any]:
+    def make(username: str, **extra: Any) -> Any:
+        return django_user_model.objects.create_user(username=username, password=PASSWORD, **extra)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user: Callable[..., Any]) -> Any:
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user: Callable[..., Any]) -> Any:
+    return make_user("bob")
+
+
+@pytest.fixture
+def carol(make_user: Callable[..., Any]) -> Any:
+    return make_user("carol")
+
+
+# Sockets -------------------------------------------------------------------------------
+
+
+class ChatSocket:
+    """One browser tab's WebSocket to a room, driven the way htmx drives it."""
+
+    def __init__(self, communicator: WebsocketCommunicator, user: Any) -> None:
+        self.communicator = communicator
+        self.user = user
+        self.accepted = False
+        self.disconnected = False
+
+    def __repr__(self) -> str:
+        return f"<ChatSocket {self.user} {self.communicator.scope['path']}>"
+
+    # Sending --------------------------------------------------------------------------
+
+    async def send(self, body: Any) -> None:
+        """What the composer sends: its fields as JSON, plus htmx's HEADERS."""
+        await self.send_text(json.dumps({"body": body, "HEADERS": HTMX_HEADERS}))
+
+    async def send_text(self, text: str) -> None:
+        # Straight to the app (WebsocketCommunicator.send_to refuses an empty frame).
+        await self.communicator.send_input({"type": "websocket.receive", "text": text})
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self.communicator.send_input({"type": "websocket.receive", "bytes": data})
+
+    async def ping(self) -> None:
+        """A round trip through the consumer, with no side effects: once the answer is
+        back, everything sent before it (the handshake included) has been handled."""
+        await self.send_text("ping")
+        reply = await self.receive()
+        assert fragments.composer_errors(reply) == [
+            "That message could not be read (it was not JSON)."
+        ], reply
+
+    # Receiving ------------------------------------------------------------------------
+
+    async def receive_output(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        """The next message the app sends; if the consumer dies instead, its exception at
+        once (WebsocketCommunicator would wait out the timeout first)."""
+        queue, app = self.communicator.output_queue, self.communicator.future
+        if queue.empty():
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({getter, app}, timeout=timeout, return_when=FIRST_COMPLETED)
+            if getter.done():
+                return getter.result()
+            getter.cancel()
+            if app.done():
+                app.result()  # raises what the consumer raised
+                raise AssertionError(f"{self}: the consumer ended without a word")
+            raise TimeoutError(f"{self}: nothing came in {timeout} s")
+        return queue.get_nowait()
+
+    @property
+    def alive(self) -> bool:
+        """False once the consumer has stopped (crashed, or after a disconnect)."""
+        return not self.communicator.future.done()
+
+    async def receive(self, timeout: float = TIMEOUT) -> str:
+        """The next text frame the server pushed (fails on a close or anything else)."""
+        output = await self.receive_output(timeout)
+        assert output["type"] == "websocket.send" and "text" in output, (
+            f"{self}: expected a text frame, got {output}"
+        )
+        return output["text"]
+
+    async def receive_frames(self, count: int) -> list[str]:
+        return [await self.receive() for _ in range(count)]
+
+    async def receive_sent(self) -> tuple[str, str]:
+        """What a successful send brings its sender, in whichever order it comes: the
+        composer, reset, and the pushed fragment of what was sent."""
+        first, second = await self.receive_frames(2)
+        composer, pushed = (first, second) if fragments.is_composer(first) else (second, first)
+        assert fragments.is_composer(composer), (first, second)
+        assert fragments.composer_errors(composer) == [], composer
+        assert fragments.composer_value(composer) == "", composer
+        return composer, pushed
+
+    async def receive_close(self, timeout: float = TIMEOUT) -> int | None:
+        """The code of the close the server sends next (fails on anything else)."""
+        output = await self.receive_output(timeout)
+        assert output["type"] == "websocket.close", f"{self}: expected a close, got {output}"
+        return output.get("code")
+
+    async def receive_nothing(self) -> bool:
+        return await self.communicator.receive_nothing()
+
+    async def expect_presence(self, username: str, event: str) -> str:
+        """The next frame is the room's "<username> <event>" line (and online-list update)."""
+        html = await self.receive()
+        assert fragments.presence_lines(html) == [f"{username} {event}"], html
+        return html
+
+    async def disconnect(self, code: int = 1000) -> None:
+        """The browser goes away; returns once the consumer has finished (and re-raises
+        anything it raised, so a crashed consumer fails the test)."""
+        if not self.disconnected:
+            self.disconnected = True
+            await self.communicator.disconnect(code, timeout=TIMEOUT)
+
+
+Connect = Callable[..., Awaitable[ChatSocket]]
+
+
+@pytest.fixture
+async def connect(transactional_db: None) -> AsyncIterator[Connect]:
+    """`await connect(user, "lobby")`: a socket to a room, logged in as `user`.
+
+    `client=` reuses that client's session (as a tab of the same browser does), `user=None`
+    connects without a session, `after=` asks for what came after that message id (more
+    parameters go in `query=`, e.g. "resync=1"), `origin=` overrides the Origin header
+    (None sends none). The handshake is done when it returns; whatever the server then
+    sends (a join, a close) is for the test to read. Every socket is disconnected at the
+    end, and a consumer that crashed fails the test.
+    """
+    opened: list[ChatSocket] = []
+
+    async def _connect(
+        user: Any = None,
+        slug: str = "lobby",
+        *,
+        after: int | None = None,
+        query: str = "",
+        client: Client | None = None,
+        origin: bytes | None = ORIGIN,
+    ) -> ChatSocket:
+        headers = [(b"origin", origin)] if origin is not None else []
+        if client is None and user is not None:
+            client = await sync_to_async(logged_in)(user)
+        if client is not None:
+            cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+            headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
+        params = "&".join(p for p in [f"after={after}" if after is not None else "", query] if p)
+        path = f"/ws/rooms/{slug}/" + (f"?{params}" if params else "")
+        from site_config.asgi import application  # the whole stack: origin check, session
+
+        socket = ChatSocket(WebsocketCommunicator(application, path, headers=headers), user)
+        opened.append(socket)
+        socket.accepted, _ = await socket.communicator.connect(timeout=TIMEOUT)
+        return socket
+
+    yield _connect
+    crashes = []
+    for socket in opened:
+        try:
+            await socket.disconnect()
+        except Exception as crash:  # every socket still gets closed; the first crash is raised
+            crashes.append(crash)
+    # Consumers use the database from asgiref's worker thread. Close its connection, or on
+    # PostgreSQL the flush after this test waits on it, and the test database can't be dropped.
+    await sync_to_async(connections.close_all)()
+    if crashes:
+        raise crashes[0]
+
+
+Gather = Callable[..., Awaitable[list[ChatSocket]]]
+
+
+@pytest.fixture
+def gather(connect: Connect) -> Gather:
+    """`alice_socket, bob_socket = await gather("lobby", alice, bob)`: each user connects in
+    turn and everyone already there sees the join, so every socket starts with nothing
+    pending."""
+
+    async def _gather(slug: str, *users: Any) -> list[ChatSocket]:
+        assert len({user.pk for user in users}) == len(users), "one socket per user"
+        present: list[ChatSocket] = []
+        for user in users:
+            socket = await connect(user, slug)
+            present.append(socket)
+            for member in present:
+                await member.expect_presence(user.username, "joined")
+        return present
+
+    return _gather

@@ -1,0 +1,344 @@
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
+
+from rooms import presence, services
+from rooms.models import Connection, Message, PrivateMessage, Room
+from rooms.services import RateLimiter
+from rooms.tests import fragments
+
+pytestmark = pytest.mark.django_db
+
+# A channel layer that is down: Redis at a port nothing listens on (refused at once).
+LAYER_DOWN = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": ["redis://127.0.0.1:1"]},
+    }
+}
+
+
+# Listening on the channel layer from synchronous tests -----------------------------------
+
+
+@pytest.fixture
+def listen() -> Callable[[str], str]:
+    """`channel = listen(group)`: a channel in `group`, as a consumer's would be."""
+
+    def _listen(group: str) -> str:
+        layer = get_channel_layer()
+        channel = async_to_sync(layer.new_channel)()
+        async_to_sync(layer.group_add)(group, channel)
+        return channel
+
+    return _listen
+
+
+def receive(channel: str) -> dict[str, Any]:
+    async def _receive() -> dict[str, Any]:
+        return await asyncio.wait_for(get_channel_layer().receive(channel), 5)
+
+    return async_to_sync(_receive)()
+
+
+def assert_nothing_pending(channel: str) -> None:
+    """The layer delivers in order: if a marker sent now is next, nothing else was queued."""
+    async_to_sync(get_channel_layer().send)(channel, {"type": "test.marker"})
+    assert receive(channel) == {"type": "test.marker"}
+
+
+# Entering rooms --------------------------------------------------------------------------
+
+
+def test_entering_a_new_valid_slug_creates_a_public_room_owned_by_the_user(alice) -> None:
+    room = services.enter_room("general", alice)
+    assert (room.slug, room.visibility, room.owner) == ("general", Room.Visibility.PUBLIC, alice)
+
+
+def test_entering_with_private_creates_a_members_only_room(alice) -> None:
+    room = services.enter_room("secret", alice, private=True)
+    assert room.visibility == Room.Visibility.PRIVATE
+    assert services.can_enter(room, alice)
+
+
+def test_entering_an_existing_room_changes_nothing_about_it(alice, bob) -> None:
+    existing = Room.objects.create(slug="general", owner=alice)
+    room = services.enter_room("general", bob, private=True)
+    assert room == existing
+    assert (room.owner, room.visibility) == (alice, Room.Visibility.PUBLIC)
+
+
+@pytest.mark.parametrize(
+    "slug", ["", "General", "-x", "x-", "a_b", "a b", "../x", "x" * 51, "room.1", "é"]
+)
+def test_entering_an_invalid_slug_is_refused_and_creates_nothing(alice, slug: str) -> None:
+    with pytest.raises(Room.DoesNotExist):
+        services.enter_room(slug, alice)
+    assert not Room.objects.exists()
+
+
+def test_entering_a_missing_room_without_create_is_refused(alice) -> None:
+    with pytest.raises(Room.DoesNotExist):
+        services.enter_room("nowhere", alice, create=False)
+    assert not Room.objects.exists()
+
+
+def test_a_private_room_admits_its_owner_and_members_only(alice, bob, carol) -> None:
+    room = Room.objects.create(slug="secret", owner=alice, visibility=Room.Visibility.PRIVATE)
+    room.members.add(bob)
+    assert services.enter_room("secret", alice) == room
+    assert services.enter_room("secret", bob) == room
+    with pytest.raises(Room.DoesNotExist):
+        services.enter_room("secret", carol)
+
+
+def test_a_staff_room_admits_staff_only(make_user) -> None:
+    Room.objects.create(slug="ops", visibility=Room.Visibility.STAFF)
+    staff, member = make_user("sam", is_staff=True), make_user("mo")
+    assert services.enter_room("ops", staff).slug == "ops"
+    with pytest.raises(Room.DoesNotExist):
+        services.enter_room("ops", member)
+
+
+def test_anonymous_and_inactive_users_may_enter_nothing(make_user) -> None:
+    room = Room.objects.create(slug="general")
+    assert not services.can_enter(room, AnonymousUser())
+    assert not services.can_enter(room, make_user("gone", is_active=False))
+
+
+def test_visible_rooms_hide_private_and_staff_rooms_from_outsiders(alice, bob, make_user) -> None:
+    Room.objects.create(slug="general")
+    secret = Room.objects.create(slug="secret", owner=alice, visibility=Room.Visibility.PRIVATE)
+    Room.objects.create(slug="ops", visibility=Room.Visibility.STAFF)
+    staff = make_user("sam", is_staff=True)
+    secret.members.add(staff)
+    assert {r.slug for r in services.visible_rooms(alice)} == {"general", "secret"}
+    assert {r.slug for r in services.visible_rooms(bob)} == {"general"}
+    assert {r.slug for r in services.visible_rooms(staff)} == {"general", "ops", "secret"}
+
+
+def test_visible_rooms_are_listed_by_name(alice) -> None:
+    # Django drops Meta.ordering from aggregating queries: the order must be explicit.
+    slugs = ["kilo", "alpha", "zulu", "echo", "bravo", "yankee", "delta", "mike"]
+    for slug in slugs:
+        Room.objects.create(slug=slug)
+    assert [r.slug for r in services.visible_rooms(alice)] == sorted(slugs)
+
+
+def test_visible_rooms_count_online_users_once_each_and_ignore_stale_sockets(
+    alice, bob, carol
+) -> None:
+    room = Room.objects.create(slug="general")
+    quiet = Room.objects.create(slug="quiet")
+    presence.arrive(room, alice, "tab-1")
+    presence.arrive(room, alice, "tab-2")
+    presence.arrive(room, bob, "tab-3")
+    presence.arrive(quiet, carol, "tab-4")
+    Connection.objects.filter(channel_name="tab-4").update(
+        seen_at=timezone.now() - timezone.timedelta(hours=1)
+    )
+    online = {r.slug: r.online for r in services.visible_rooms(alice)}
+    assert online == {"general": 2, "quiet": 0}
+
+
+# Reading ---------------------------------------------------------------------------------
+
+
+def test_recent_messages_are_the_last_50_oldest_first(alice) -> None:
+    room = Room.objects.create(slug="general")
+    messages = [Message.objects.create(room=room, author=alice, body=f"m{i}") for i in range(51)]
+    assert services.recent_messages(room) == messages[1:]
+
+
+def test_messages_after_an_id_are_exactly_the_later_ones_of_that_room(alice) -> None:
+    room = Room.objects.create(slug="general")
+    other = Room.objects.create(slug="other")
+    first, second, third = (
+        Message.objects.create(room=room, author=alice, body=text) for text in ("1", "2", "3")
+    )
+    Message.objects.create(room=other, author=alice, body="not here")
+    assert services.messages_after(room, first.pk) == [second, third]
+    assert services.messages_after(room, third.pk) == []
+    assert services.messages_after(room, 0) == [first, second, third]
+
+
+# Posting ---------------------------------------------------------------------------------
+
+
+def test_post_message_stores_then_broadcasts_the_rendered_message(alice, listen) -> None:
+    room = Room.objects.create(slug="general")
+    channel = listen(services.room_group(room.pk))
+
+    posted = services.post_message(room, alice, "hello <b>world</b>")
+
+    message = Message.objects.get()
+    assert (message.room, message.author, message.body) == (room, alice, "hello <b>world</b>")
+    event = receive(channel)
+    assert event == {"type": "room.html", "html": posted.html, "message_id": message.pk}
+    assert posted.delivered is True
+    assert fragments.is_message_fragment(posted.html)
+    assert fragments.message_ids(posted.html) == [message.pk]
+    assert "hello &lt;b&gt;world&lt;/b&gt;" in posted.html
+
+
+def test_post_message_keeps_the_message_when_the_channel_layer_is_down(alice, settings) -> None:
+    room = Room.objects.create(slug="general")
+    settings.CHANNEL_LAYERS = LAYER_DOWN
+
+    posted = services.post_message(room, alice, "still here")
+
+    assert posted.delivered is False
+    assert Message.objects.get().body == "still here"
+    assert "still here" in posted.html
+
+
+def test_send_private_message_reaches_both_ends_and_nobody_else(alice, bob, carol, listen) -> None:
+    to_bob = listen(services.user_group(bob.pk))
+    to_alice = listen(services.user_group(alice.pk))
+    to_carol = listen(services.user_group(carol.pk))
+
+    posted = services.send_private_message(alice, bob, "psst")
+
+    pm = PrivateMessage.objects.get()
+    assert (pm.sender, pm.recipient, pm.body) == (alice, bob, "psst")
+    assert receive(to_bob)["html"] == posted.html
+    assert receive(to_alice)["html"] == posted.html
+    assert_nothing_pending(to_carol)
+    assert posted.delivered
+    article = fragments.private_messages_in(posted.html)[0]
+    assert (article.attrs["data-sender"], article.attrs["data-recipient"]) == ("alice", "bob")
+
+
+def test_a_private_message_to_oneself_is_delivered_once(alice, listen) -> None:
+    mine = listen(services.user_group(alice.pk))
+    services.send_private_message(alice, alice, "note to self")
+    assert receive(mine)["type"] == "room.html"
+    assert_nothing_pending(mine)
+
+
+def test_submit_composer_posts_a_valid_message_to_the_room(alice) -> None:
+    room = Room.objects.create(slug="general")
+    form, posted = services.submit_composer(room, alice, {"body": " hi "})
+    assert form.is_valid() and posted is not None
+    assert Message.objects.get().body == "hi"
+
+
+def test_submit_composer_sends_a_pm_command_privately(alice, bob) -> None:
+    room = Room.objects.create(slug="general")
+    _, posted = services.submit_composer(room, alice, {"body": "/pm bob hi"})
+    assert posted is not None
+    assert not Message.objects.exists()
+    assert PrivateMessage.objects.get().body == "hi"
+
+
+@pytest.mark.parametrize("body", ["", "   ", "x" * 4001, "/pm nobody hi", "/pm"])
+def test_submit_composer_stores_nothing_when_invalid(alice, body: str) -> None:
+    room = Room.objects.create(slug="general")
+    form, posted = services.submit_composer(room, alice, {"body": body})
+    assert posted is None and form.errors
+    assert not Message.objects.exists() and not PrivateMessage.objects.exists()
+
+
+def test_announce_presence_sends_the_line_and_the_online_list(alice, bob, listen) -> None:
+    room = Room.objects.create(slug="general")
+    presence.arrive(room, alice, "tab-1")
+    presence.arrive(room, bob, "tab-2")
+    channel = listen(services.room_group(room.pk))
+
+    assert services.announce_presence(room, bob, "joined")
+
+    update = fragments.presence_update(receive(channel)["html"])
+    assert update.lines == ["bob joined"]
+    assert update.deleted == [f"online-user-{bob.pk}"]  # no duplicate entry if already shown
+    assert update.appended_usernames == ["bob"]
+    assert update.appended[0].id == f"online-user-{bob.pk}"
+    assert update.count == "2"
+
+
+def test_announcing_a_departure_removes_the_entry_and_counts_who_is_left(alice, bob, listen):
+    room = Room.objects.create(slug="general")
+    presence.arrive(room, alice, "tab-1")
+    channel = listen(services.room_group(room.pk))
+
+    assert services.announce_presence(room, bob, "left")
+
+    update = fragments.presence_update(receive(channel)["html"])
+    assert update.lines == ["bob left"]
+    assert update.deleted == [f"online-user-{bob.pk}"]
+    assert update.appended == []
+    assert update.count == "1"
+
+
+def test_logging_out_a_session_closes_its_sockets_wherever_they_are(listen) -> None:
+    channel = listen(services.session_group("the-session-key"))
+    services.close_session_sockets("the-session-key", 4401)
+    assert receive(channel) == {"type": "socket.close", "code": 4401}
+
+
+def test_session_group_names_do_not_reveal_the_session_key() -> None:
+    group = services.session_group("the-session-key")
+    assert "the-session-key" not in group
+    assert group != services.session_group("another-key")
+
+
+# Membership ------------------------------------------------------------------------------
+
+
+def test_only_the_owner_invites_and_removes(alice, bob, carol) -> None:
+    room = Room.objects.create(slug="secret", owner=alice, visibility=Room.Visibility.PRIVATE)
+    with pytest.raises(PermissionError):
+        services.invite(room, bob, carol)
+    services.invite(room, alice, bob)
+    assert list(room.members.all()) == [bob]
+    with pytest.raises(PermissionError):
+        services.remove_member(room, carol, bob)
+    assert list(room.members.all()) == [bob]
+
+
+def test_removing_a_member_revokes_their_open_sockets(alice, bob, listen) -> None:
+    room = Room.objects.create(slug="secret", owner=alice, visibility=Room.Visibility.PRIVATE)
+    room.members.add(bob)
+    bobs_sockets = listen(services.user_group(bob.pk))
+
+    services.remove_member(room, alice, bob)
+
+    assert not services.can_enter(room, bob)
+    assert receive(bobs_sockets) == {"type": "room.revoked", "room_id": room.pk}
+
+
+# Flood control ---------------------------------------------------------------------------
+
+
+def test_rate_limiter_allows_a_burst_then_refuses() -> None:
+    limiter = RateLimiter(burst=3, per_second=0)
+    assert [limiter.allow(1) for _ in range(4)] == [True, True, True, False]
+
+
+def test_rate_limiter_buckets_are_per_user() -> None:
+    limiter = RateLimiter(burst=1, per_second=0)
+    assert limiter.allow(1) and limiter.allow(2)
+    assert not limiter.allow(1)
+
+
+def test_rate_limiter_refills_at_its_sustained_rate() -> None:
+    # A rate so high that any time at all between calls refills a token.
+    limiter = RateLimiter(burst=1, per_second=1e12)
+    assert all(limiter.allow(1) for _ in range(20))
+
+
+def test_rate_limiter_reset_refills_everyone() -> None:
+    limiter = RateLimiter(burst=1, per_second=0)
+    limiter.allow(1)
+    limiter.reset()
+    assert limiter.allow(1)
+
+
+def test_the_shared_rate_limiter_is_configured_from_settings(settings) -> None:
+    assert services.rate_limiter.burst == settings.CHAT_RATE_BURST == 10
+    assert services.rate_limiter.per_second == settings.CHAT_RATE_PER_SECOND
