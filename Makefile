@@ -26,7 +26,8 @@ install-dev: $(VENV)/.dev
 ## Serve on http://127.0.0.1:8000 with SQLite and the in-memory layer: nothing to set up.
 run: install
 	DEBUG=true $(BIN)/python manage.py migrate --noinput
-	DEBUG=true $(BIN)/daphne -b 127.0.0.1 -p $(PORT) --websocket_timeout -1 site_config.asgi:application
+	DEBUG=true $(BIN)/daphne -b 127.0.0.1 -p $(PORT) --websocket_timeout -1 \
+	  --websocket-max-message-size 65536 --websocket-max-frame-size 65536 site_config.asgi:application
 
 ## Everything: lint, the whole suite on SQLite (browser tests included), again on PostgreSQL.
 test: install-dev

@@ -35,6 +35,7 @@ CLOSE_TRY_AGAIN_LATER = 1013
 
 class RoomConsumer(AsyncWebsocketConsumer):
     room: Room | None = None
+    closing = False  # set once we close: frames still in flight are dropped
 
     async def connect(self) -> None:
         self.user = self.scope["user"]
@@ -111,14 +112,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
             services.announce_presence(self.room, self.user, "left")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.room is None:
-            # A refused socket can still deliver frames (htmx flushes its queue on open)
-            # until our close reaches the client: they have nowhere to go.
+        if self.room is None or self.closing:
+            # A socket we refused or are closing can still deliver frames (htmx flushes
+            # its queue on open) until our close reaches the client: they are dropped.
             return
         if text_data is None:
             await self.close(CLOSE_UNSUPPORTED_DATA)
             return
-        if len(text_data) > MAX_FRAME_BYTES:  # Daphne caps frame bytes before this
+        # Daphne caps frame bytes when started as in the Procfile; this holds without it.
+        # (Counting characters first spares encoding every small frame.)
+        if len(text_data) * 4 > MAX_FRAME_BYTES and len(text_data.encode()) > MAX_FRAME_BYTES:
             await self.close(CLOSE_TOO_BIG)
             return
         try:
@@ -178,6 +181,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if message_id is not None and message_id <= self.caught_up_to:
             return  # already sent in the catch-up
         await self.send(text_data=event["html"])
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.closing = True
+        await super().close(code, reason)
 
     async def socket_close(self, event: dict[str, Any]) -> None:
         await self.close(event["code"])
