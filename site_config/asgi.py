@@ -2,6 +2,7 @@
 
 WebSocket handshakes must come from one of ALLOWED_HOSTS (a foreign, null or missing
 Origin is refused) and carry the Django session, so consumers see request.user.
+Under Daphne, site_config/lifecycle.py makes SIGTERM a graceful stop.
 """
 
 import os
@@ -16,6 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from rooms.routing import websocket_urlpatterns  # noqa: E402
+from site_config import lifecycle  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -25,3 +27,6 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Under Daphne: on SIGTERM, close every socket with 1012 and settle presence first.
+lifecycle.install()

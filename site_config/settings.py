@@ -98,7 +98,10 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Connections are kept for CONN_MAX_AGE here too. With 0, channels closed the
+    # connection after every database_sync_to_async call, and closing the last
+    # connection to a WAL database checkpoints it: each message and each socket
+    # connect paid a reopen and a checkpoint (measured: README "Performance").
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
@@ -155,6 +158,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Production hardening; `manage.py check --deploy` is clean with DEBUG off.
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Load balancers and orchestrators probe each instance over plain HTTP: a 301 to https
+# would read as "unhealthy" (e2e/test_production.py).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")

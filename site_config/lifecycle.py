@@ -1,0 +1,229 @@
+"""Graceful stop under Daphne: on SIGTERM, sockets close with 1012 and come back elsewhere.
+
+What Daphne 4.2 does by itself on SIGTERM (measured with e2e/test_multiprocess.py's
+clients): Twisted stops the reactor and the process exits within half a second. No
+close frame is sent: the browser sees the TCP connection drop (1006). Daphne's shutdown
+trigger means to cancel every application instance, but it raises KeyError whenever an
+HTTP response ended in the last second (see `cancel_applications_reliably`), and then
+cancels nothing; either way no consumer runs its disconnect handler, so the process's
+presence rows stay until other processes reap them after CHAT_PRESENCE_TTL (ghosts),
+and in two runs out of three here the interpreter then died with SIGSEGV while
+collecting the abandoned coroutines at exit. htmx does retry after 1006.
+
+What this module adds, installed by `install()` from site_config/asgi.py:
+
+1. `allow_close_codes()`. Daphne passes an application's `websocket.close` code to
+   autobahn's `sendClose`, which accepts only 1000 and 3000-4999 and raises for anything
+   else. So a consumer closing with 1012 ("service restart"), 1013 ("try again later"),
+   1003 or 1009 crashed instead: the close became a 1011 a second later (from Daphne's
+   application checker, with a traceback in the log and no disconnect handler run), and a
+   close sent from outside the consumer (`sockets.close_all`) was silently dropped. The
+   patch sends any code a server may send (RFC 6455 section 7.4) through autobahn's
+   `sendCloseFrame`, which does the same bookkeeping without that check.
+
+2. A "before shutdown" trigger on Twisted's reactor. Daphne implements no ASGI lifespan
+   protocol (it never sends `lifespan.shutdown`); the reactor's system events are the
+   only shutdown hook it has, and "before" triggers run while the reactor still does
+   I/O. Reactor shutdown waits for the Deferred a trigger returns. Ours:
+     a. stops listening, so that reconnects go to another process (or are refused until
+        this one is replaced) rather than to a process on its way out;
+     b. closes every open room socket with 1012, which htmx retries at once (after a
+        jittered delay of at most 0.5 s, static/js/chat.js);
+     c. if it closed any, waits CHAT_SHUTDOWN_GRACE seconds (default 2) while the
+        close handshakes finish and the clients reconnect, to another process if any;
+     d. deletes this process's presence rows (`presence.forget_server()`) and announces
+        "left" for each user who is not online in that room through another process;
+     e. cancels the tasks still running (heartbeat, layer watchdog, room fan-out, the
+        layer's readers) and lets them unwind before the reactor stops the loop.
+   The grace period is what keeps a hand-over from flickering: while this process's
+   rows are still fresh, a user who reconnects elsewhere is not announced as joining
+   (presence.arrive sees them online already), and once the rows are gone they are not
+   announced as leaving either (they are online elsewhere). Users who do not come back
+   within the grace period are announced as leaving then, not a TTL later. A user who
+   comes back later than that is seen to leave and join again.
+
+   Daphne's own "before shutdown" trigger (`kill_all_applications`, made reliable by
+   `cancel_applications_reliably`) runs in the same phase, right after ours has only
+   scheduled its work, and cancels every consumer. So consumers never run their
+   disconnect handlers here, however fast a client answers the close: the sockets are
+   closed from outside (their ASGI `send` still works), and presence is settled in bulk
+   by (d). A socket still in its handshake is not in `sockets.open_sockets`; it is
+   dropped with the reactor (1006, which htmx retries too).
+
+If the database fails during (d), the rows are left to expire after CHAT_PRESENCE_TTL,
+as after a crash; if the channel layer fails, the other users miss the "left" lines and
+see the right list on their next reconnect or page. The stop takes CHAT_SHUTDOWN_GRACE
+plus a fraction of a second, and at most STEP_TIMEOUT more per step. Where Daphne is not
+imported (other ASGI servers) `install()` does nothing; where it is imported but does
+not serve (the unit tests, through INSTALLED_APPS) the trigger never fires.
+"""
+
+import asyncio
+import logging
+import os
+import sys
+from typing import Any
+
+# Under "rooms", whose INFO lines the LOGGING setting keeps (the root logs warnings only).
+log = logging.getLogger("rooms.lifecycle")
+
+CLOSE_SERVICE_RESTART = 1012
+# Codes a server may send in a close frame (RFC 6455 7.4.1 and the IANA registry):
+# 1004-1006 and 1015 are reserved, 1010 is for clients; 3000-4999 are for applications.
+SERVER_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014})
+# How long clients get to reconnect (elsewhere) before this process's users are
+# announced as leaving. Read from the environment: it matters only to this module.
+SHUTDOWN_GRACE = float(os.environ.get("CHAT_SHUTDOWN_GRACE", "2"))
+# Each step of the stop (closing, settling presence) gives up after this long.
+STEP_TIMEOUT = 10.0
+
+_installed = False
+
+
+def install() -> None:
+    """Hook the graceful stop into Daphne's reactor, once; a no-op outside Daphne."""
+    global _installed
+    if _installed or "daphne.server" not in sys.modules:
+        # daphne.server installs Twisted's asyncio reactor when imported; without it,
+        # importing the reactor here would install the wrong one.
+        return
+    _installed = True
+    allow_close_codes()
+    cancel_applications_reliably()
+    from twisted.internet import reactor
+
+    reactor.addSystemEventTrigger("before", "shutdown", _before_shutdown)
+
+
+def allow_close_codes() -> None:
+    """Let applications close WebSockets with any code a server may send (see above)."""
+    from daphne.ws_protocol import WebSocketProtocol
+
+    if getattr(WebSocketProtocol.serverClose, "allows_all_codes", False):
+        return
+
+    def serverClose(self: Any, code: int | None = None) -> None:
+        code = 1000 if code is None else code
+        if code in SERVER_CLOSE_CODES or 3000 <= code <= 4999:
+            self.sendCloseFrame(code=code)
+        else:
+            self.sendClose(code=code)  # autobahn's own error for an invalid code
+
+    serverClose.allows_all_codes = True  # type: ignore[attr-defined]
+    WebSocketProtocol.serverClose = serverClose
+
+
+def cancel_applications_reliably() -> None:
+    """Make Daphne's shutdown cancel every application instance, as it means to.
+
+    Daphne 4.2's `Server.kill_all_applications` reads `details["application_instance"]`
+    for every connection, but a connection whose application has finished keeps its
+    entry without one until the next application check (up to a second after each HTTP
+    response). The KeyError then aborts the trigger and nothing is cancelled: consumers
+    ran their disconnect handlers or not, depending on whether an HTTP request had ended
+    in the last second. This is the same method, skipping those entries.
+    """
+    from daphne import server as daphne_server
+    from twisted.internet import defer
+
+    if getattr(daphne_server.Server.kill_all_applications, "reliable", False):
+        return
+
+    def kill_all_applications(self: Any) -> Any:
+        instances = (details.get("application_instance") for details in self.connections.values())
+        pending = [instance for instance in instances if instance and not instance.done()]
+        for instance in pending:
+            instance.cancel()
+        daphne_server.logger.info("Killed %i pending application instances", len(pending))
+        waiting = defer.Deferred.fromFuture(asyncio.gather(*pending))
+        waiting.addErrback(lambda _: None)
+        return waiting
+
+    kill_all_applications.reliable = True  # type: ignore[attr-defined]
+    daphne_server.Server.kill_all_applications = kill_all_applications
+
+
+def _before_shutdown() -> Any:
+    """The reactor's "before shutdown" trigger: returns a Deferred the reactor waits for."""
+    from twisted.internet import defer
+
+    _stop_listening()
+    loop = asyncio.get_event_loop()  # the reactor's loop: this runs inside it
+    return defer.Deferred.fromFuture(loop.create_task(graceful_stop(), name="graceful-stop"))
+
+
+def _stop_listening() -> None:
+    from twisted.internet import reactor
+    from twisted.internet.interfaces import IListeningPort
+
+    for reader in reactor.getReaders():
+        if IListeningPort.providedBy(reader):
+            reader.stopListening()
+
+
+async def graceful_stop(grace: float = SHUTDOWN_GRACE) -> None:
+    """Close this process's sockets with 1012, give them `grace` seconds to reconnect
+    elsewhere, then forget their presence. Never raises: the process is stopping anyway."""
+    closed = 0
+    try:
+        closed = await asyncio.wait_for(_close_sockets(), STEP_TIMEOUT)
+    except Exception:
+        log.exception("stopping: could not close the sockets")
+    if closed:
+        # Also lets the close frames go out and the clients' replies come back.
+        await asyncio.sleep(max(grace, 0.5))
+    try:
+        left = await asyncio.wait_for(_forget_presence(), STEP_TIMEOUT)
+        log.info("stopping: presence forgotten; %d left their rooms", left)
+    except Exception:
+        log.exception("stopping: presence not cleaned up; it expires after the TTL")
+    await _cancel_remaining_tasks()
+
+
+async def _close_sockets() -> int:
+    from rooms import sockets
+
+    for socket in list(sockets.open_sockets):
+        user, room = getattr(socket, "user", "?"), getattr(socket, "room", "?")
+        log.info("stopping: closing %s's socket in %s (code %d)", user, room, CLOSE_SERVICE_RESTART)
+    closed = await sockets.close_all(CLOSE_SERVICE_RESTART)
+    log.info("stopping: closed %d sockets; grace period %ss", closed, SHUTDOWN_GRACE)
+    return closed
+
+
+async def _forget_presence() -> int:
+    """Delete this process's presence rows; announce who is now gone from each room."""
+    from channels.db import database_sync_to_async
+
+    from rooms import presence, services
+    from rooms.models import Connection
+
+    def forget() -> list[tuple[Any, Any]]:
+        mine = Connection.objects.filter(server=presence.SERVER_ID).select_related("room", "user")
+        pairs = {(row.room_id, row.user_id): (row.room, row.user) for row in mine}
+        presence.forget_server()
+        # Who is still online in those rooms, through another process (one query).
+        still_online = set(
+            Connection.objects.filter(
+                room_id__in={room_id for room_id, _ in pairs},
+                seen_at__gte=services.presence_cutoff(),
+            ).values_list("room_id", "user_id")
+        )
+        return [pair for key, pair in pairs.items() if key not in still_online]
+
+    gone = await database_sync_to_async(forget)()
+    for room, user in gone:
+        await database_sync_to_async(services.announce_presence)(room, user, "left")
+    return len(gone)
+
+
+async def _cancel_remaining_tasks() -> None:
+    """Cancel what still runs on the loop (the presence heartbeat, the layer watchdog, room
+    fan-out, the layer's readers) and let it unwind, rather than abandon it to the
+    interpreter's exit (where Daphne 4.2 sometimes died with SIGSEGV collecting it)."""
+    current = asyncio.current_task()
+    remaining = [task for task in asyncio.all_tasks() if task is not current]
+    for task in remaining:
+        task.cancel()
+    if remaining:
+        await asyncio.wait(remaining, timeout=1)
