@@ -20,6 +20,7 @@ from django.db.models import Count, Q, QuerySet
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from rooms import sockets
 from rooms.forms import ComposerForm
 from rooms.models import ROOM_SLUG_PATTERN, Message, PrivateMessage, Room
 
@@ -159,8 +160,9 @@ async def abroadcast(group: str, html: str, message_id: int | None = None) -> bo
         await get_channel_layer().group_send(
             group, {"type": "room.html", "html": html, "message_id": message_id}
         )
-    except Exception:
-        log.exception("broadcast to %s failed", group)
+    except Exception as error:
+        log.warning("broadcast to %s failed: %r", group, error)
+        sockets.layer_health.failed(error)
         return False
     return True
 

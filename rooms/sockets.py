@@ -77,18 +77,32 @@ def ensure_watchdog() -> None:
         _watchdogs[loop] = loop.create_task(_watch_layer(), name="channel-layer-watchdog")
 
 
-async def _watch_layer() -> None:
+class LayerHealth:
+    """What this process knows of the layer: a failed check or a failed broadcast marks
+    it unhealthy, and the first good check after that resyncs the sockets. A broadcast
+    failing between two checks counts too, so an outage shorter than the check
+    interval still leaves no gap."""
+
     healthy = True
+
+    def failed(self, error: BaseException) -> None:
+        if self.healthy:
+            log.error("channel layer unavailable (%s): live delivery paused", error)
+        self.healthy = False
+
+
+layer_health = LayerHealth()
+
+
+async def _watch_layer() -> None:
     while True:
         await asyncio.sleep(settings.CHAT_LAYER_CHECK_SECONDS)
         try:
             await probe().ping()
         except Exception as error:
-            if healthy:
-                log.error("channel layer unavailable (%s): live delivery paused", error)
-            healthy = False
+            layer_health.failed(error)
             continue
-        if not healthy:
-            healthy = True
+        if not layer_health.healthy:
+            layer_health.healthy = True
             closed = await close_all(CLOSE_SERVICE_RESTART)
             log.warning("channel layer is back: closed %d sockets so they catch up", closed)
