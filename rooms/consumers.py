@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from rooms import presence, services, sockets
+from rooms import fanout, presence, services, sockets
 from rooms.forms import ComposerForm, FrameError, decode_composer_frame
 from rooms.models import Room
 
@@ -36,6 +36,7 @@ CLOSE_TRY_AGAIN_LATER = 1013
 class RoomConsumer(AsyncWebsocketConsumer):
     room: Room | None = None
     closing = False  # set once we close: frames still in flight are dropped
+    _empty_composer = ""
 
     async def connect(self) -> None:
         self.user = self.scope["user"]
@@ -56,11 +57,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(CLOSE_NO_ROOM)
             return
         self.groups = [
-            services.room_group(self.room.pk),
             services.user_group(self.user.pk),
             services.session_group(self.scope["session"].session_key),
         ]
         try:
+            # The room's own events come through this process's one subscription to the
+            # room (rooms/fanout.py): a channel-layer member per socket cost O(N^2) per
+            # message in a room of N.
+            await fanout.join(services.room_group(self.room.pk), self)
             for group in self.groups:
                 await self.channel_layer.group_add(group, self.channel_name)
         except Exception:
@@ -70,7 +74,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Anything posted after the last message this page shows (the client says which,
         # in ?after=): sent now, and skipped when its live copy arrives below.
         after = _int_param(self.scope, "after")
-        self.caught_up_to, catch_up_html = await database_sync_to_async(self.arrive)(after)
+        self.caught_up_to, catch_up_html, joined = await database_sync_to_async(self.arrive)(after)
+        if joined:
+            # Broadcast from here, not from the database thread: every socket's database
+            # work waits in that one thread, and it would wait for this event loop too,
+            # which is busiest exactly when many sockets connect.
+            await services.abroadcast(services.room_group(self.room.pk), joined)
         if catch_up_html:
             await self.send(text_data=catch_up_html)
         sockets.open_sockets.add(self)
@@ -78,20 +87,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
         sockets.ensure_watchdog()
         log.info("connected %s to %s (%s)", self.user, self.room, self.channel_name)
 
-    def arrive(self, after: int | None) -> tuple[int, str]:
-        """Record presence; return the catch-up for this socket alone, and the id it ends at.
+    def arrive(self, after: int | None) -> tuple[int, str, str]:
+        """Record presence; return the id the catch-up ends at, the catch-up for this socket
+        alone, and the "joined" announcement for the room (empty if already online).
 
         A reconnecting page (chat.js adds ?resync=1) may also have missed joins and
         leaves, so it gets the whole online list once; a first connect has it already.
         """
+        joined = ""
         if presence.arrive(self.room, self.user, self.channel_name):
-            services.announce_presence(self.room, self.user, "joined")
+            joined = services.presence_fragment(self.room, self.user, "joined")
         missed = services.messages_after(self.room, after) if after is not None else []
         html = services.render_fragment("catch-up", messages=missed) if missed else ""
         if _int_param(self.scope, "resync"):
             online = services.online_users(self.room)
             html += services.render_fragment("online-users", online_users=online)
-        return (missed[-1].pk if missed else after or 0), html
+        return (missed[-1].pk if missed else after or 0), html, joined
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         # Presence first and the layer second: leaving must be recorded even when the
@@ -99,7 +110,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         sockets.open_sockets.discard(self)
         if self.room is not None:
             log.info("disconnected %s from %s (code %s)", self.user, self.room, message["code"])
-            await database_sync_to_async(self.depart)()
+            left = await database_sync_to_async(self.depart)()
+            await fanout.leave(services.room_group(self.room.pk), self)
+            if left:
+                await services.abroadcast(services.room_group(self.room.pk), left)
         for group in self.groups:
             try:
                 await self.channel_layer.group_discard(group, self.channel_name)
@@ -107,9 +121,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 log.warning("could not leave group %s (channel layer down)", group)
         raise StopConsumer
 
-    def depart(self) -> None:
+    def depart(self) -> str:
+        """Forget this socket; the "left" announcement if it was the user's last one."""
         if presence.depart(self.channel_name):
-            services.announce_presence(self.room, self.user, "left")
+            return services.presence_fragment(self.room, self.user, "left")
+        return ""
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.room is None or self.closing:
@@ -133,27 +149,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
             error = "You are sending messages too fast. Wait a moment, then send again."
             await self.send(text_data=self.composer(data, error=error))
             return
-        reply = await database_sync_to_async(self.submit)(data)
+        reply, posted = await database_sync_to_async(self.submit)(data)
         if reply is None:
             await self.close(CLOSE_FORBIDDEN)
-        else:
-            await self.send(text_data=reply)
+            return
+        # Broadcast from here, not from the database thread (see services.Posted).
+        if posted is not None and not await posted.asend():
+            reply = posted.html + reply  # the layer failed; the sender still sees it
+        await self.send(text_data=reply)
 
-    def submit(self, data: dict[str, str]) -> str | None:
+    def submit(self, data: dict[str, str]) -> tuple[str | None, services.Posted | None]:
         """Authorize again (membership can change while a socket is open), then post.
 
-        Returns the HTML for this socket only, or None when the user may no longer post.
+        Returns the HTML for this socket only (None when the user may no longer post),
+        and what was posted, still to be sent.
         """
         self.room.refresh_from_db()
         if not services.can_enter(self.room, self.user):
             log.info("%s lost access to %s; closing", self.user, self.room)
-            return None
-        form, posted = services.submit_composer(self.room, self.user, data)
+            return None, None
+        form, posted = services.submit_composer(self.room, self.user, data, send=False)
         if not form.is_valid():
-            return self.composer(data, form=form)
-        if not posted.delivered:
-            return posted.html + self.composer()  # the layer failed; the sender still sees it
-        return self.composer()
+            return self.composer(data, form=form), None
+        return self.composer(), posted
 
     def composer(
         self,
@@ -163,24 +181,49 @@ class RoomConsumer(AsyncWebsocketConsumer):
         error: str = "",
     ) -> str:
         """The composer, out of band: emptied after a send, kept with an error otherwise."""
+        if data is None and form is None and not error:
+            # The emptied composer is the same after every send: rendered once per socket
+            # (README "Performance").
+            if not self._empty_composer:
+                self._empty_composer = services.render_fragment(
+                    "composer", room=self.room, form=ComposerForm(), error=""
+                )
+            return self._empty_composer
         form = form or ComposerForm(initial=data)
         return services.render_fragment("composer", room=self.room, form=form, error=error)
 
     # Channel-layer events ----------------------------------------------------------
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # The hot path: forwarding pre-rendered HTML touches no database, so it skips
-        # the per-event close_old_connections thread hop that channels adds.
+        # The hot paths skip the per-event close_old_connections thread hop that channels
+        # adds: forwarding pre-rendered HTML touches no database, and a received frame
+        # reaches it only through database_sync_to_async, which closes stale
+        # connections itself.
         if message["type"] == "room.html":
             await self.room_html(message)
-        else:
-            await super().dispatch(message)
+            return
+        # Room events wait while this socket handles anything else, as they did in a
+        # channel of its own: a new socket gets its catch-up first, a sender its
+        # composer before its message.
+        fanout.hold(self)
+        try:
+            if message["type"] == "websocket.receive":
+                await self.websocket_receive(message)
+            else:
+                await super().dispatch(message)
+        finally:
+            await fanout.release(self)
 
     async def room_html(self, event: dict[str, Any]) -> None:
-        message_id = event.get("message_id")
-        if message_id is not None and message_id <= self.caught_up_to:
-            return  # already sent in the catch-up
-        await self.send(text_data=event["html"])
+        await self.room_events([event], event["html"])
+
+    async def room_events(self, events: list[dict[str, Any]], html: str) -> None:
+        """Room events, several in one frame when they came together (rooms/fanout.py);
+        `html` is theirs joined. Messages the catch-up already held are left out."""
+        if any(_caught_up(event, self.caught_up_to) for event in events):
+            html = "".join(e["html"] for e in events if not _caught_up(e, self.caught_up_to))
+        if html:
+            await self.send(text_data=html)
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
         self.closing = True
@@ -192,6 +235,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def room_revoked(self, event: dict[str, Any]) -> None:
         if self.room is not None and event["room_id"] == self.room.pk:
             await self.close(CLOSE_FORBIDDEN)
+
+
+def _caught_up(event: dict[str, Any], caught_up_to: int) -> bool:
+    message_id = event.get("message_id")
+    return message_id is not None and message_id <= caught_up_to
 
 
 def _int_param(scope: dict[str, Any], name: str) -> int | None:

@@ -8,7 +8,7 @@ import hashlib
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -16,7 +16,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -175,46 +175,64 @@ broadcast = async_to_sync(abroadcast)
 
 @dataclass
 class Posted:
-    """The result of posting: what was stored, its HTML, and whether it went out live."""
+    """The result of posting: what was stored, its HTML, and whether it went out live.
+
+    Posted with `send=False`, it has not gone out yet: async code (a consumer) sends it
+    with `asend()`. The consumer's database work runs in the one thread all sockets
+    share, and broadcasting from there made that thread wait for the event loop, which
+    is busiest under load (README "Performance").
+    """
 
     html: str
     delivered: bool
+    unsent: list[tuple[str, int | None]] = field(default_factory=list)  # (group, message id)
+
+    async def asend(self) -> bool:
+        delivered = [await abroadcast(group, self.html, mid) for group, mid in self.unsent]
+        self.unsent, self.delivered = [], all(delivered)
+        return self.delivered
 
 
-def post_message(room: Room, author: Any, body: str) -> Posted:
+def _posted(html: str, targets: list[tuple[str, int | None]], send: bool) -> Posted:
+    if not send:
+        return Posted(html, delivered=False, unsent=targets)
+    return Posted(html, all([broadcast(group, html, mid) for group, mid in targets]))
+
+
+def post_message(room: Room, author: Any, body: str, *, send: bool = True) -> Posted:
     message = Message.objects.create(room=room, author=author, body=body)
     html = render_fragment("message-oob", message=message)
-    delivered = broadcast(room_group(room.pk), html, message.pk)
     log.info("message %s by %s in %s", message.pk, author, room)
-    return Posted(html, delivered)
+    return _posted(html, [(room_group(room.pk), message.pk)], send)
 
 
-def send_private_message(sender: Any, recipient: Any, body: str) -> Posted:
+def send_private_message(sender: Any, recipient: Any, body: str, *, send: bool = True) -> Posted:
     pm = PrivateMessage.objects.create(sender=sender, recipient=recipient, body=body)
     html = render_fragment("private-message-oob", pm=pm)
     # One rendering for both ends; the page's per-viewer CSS shows "delivered" to the
     # sender and "private" to the recipient.
-    delivered = broadcast(user_group(recipient.pk), html)
+    targets: list[tuple[str, int | None]] = [(user_group(recipient.pk), None)]
     if recipient.pk != sender.pk:
-        delivered = broadcast(user_group(sender.pk), html) and delivered
+        targets.append((user_group(sender.pk), None))
     log.info("private message %s from %s to %s", pm.pk, sender, recipient)
-    return Posted(html, delivered)
+    return _posted(html, targets, send)
 
 
 def submit_composer(
-    room: Room, user: Any, data: dict[str, Any]
+    room: Room, user: Any, data: dict[str, Any], *, send: bool = True
 ) -> tuple[ComposerForm, Posted | None]:
     """Validate what the composer sent and post it: the one path for forms and sockets.
 
-    Returns the bound form (with errors when invalid) and what was posted, if anything.
+    Returns the bound form (with errors when invalid) and what was posted, if anything
+    (not sent yet with `send=False`: see Posted).
     """
     form = ComposerForm(data)
     if not form.is_valid():
         return form, None
     body, recipient = form.cleaned_data["body"], form.cleaned_data["recipient"]
     if recipient is not None:
-        return form, send_private_message(user, recipient, body)
-    return form, post_message(room, user, body)
+        return form, send_private_message(user, recipient, body, send=send)
+    return form, post_message(room, user, body, send=send)
 
 
 # Flood control --------------------------------------------------------------------
@@ -251,11 +269,15 @@ rate_limiter = RateLimiter(settings.CHAT_RATE_BURST, settings.CHAT_RATE_PER_SECO
 
 def announce_presence(room: Room, user: Any, event: str) -> bool:
     """Tell the room that `user` joined or left: a log line and an online-list update."""
-    html = render_fragment(
+    return broadcast(room_group(room.pk), presence_fragment(room, user, event))
+
+
+def presence_fragment(room: Room, user: Any, event: str) -> str:
+    """What announce_presence broadcasts, for async code to send with `abroadcast`."""
+    log.info("%s %s %s", user, event, room)
+    return render_fragment(
         "presence-oob", subject=user, event=event, online_count=online_count(room)
     )
-    log.info("%s %s %s", user, event, room)
-    return broadcast(room_group(room.pk), html)
 
 
 # Membership of private rooms --------------------------------------------------------
@@ -282,3 +304,23 @@ def remove_member(room: Room, owner: Any, user: Any) -> None:
         # Their next send is refused anyway (every send is authorized again).
         log.exception("could not close %s's sockets in %s", user, room)
     log.info("%s removed %s from %s", owner, user, room)
+
+
+def conversation_partners(user: Any) -> QuerySet[Any]:
+    """Everyone `user` has exchanged private messages with, most recent first, each
+    annotated with that conversation's `last_body` and `last_at`."""
+    latest = PrivateMessage.objects.filter(
+        Q(sender=user, recipient=OuterRef("pk")) | Q(sender=OuterRef("pk"), recipient=user)
+    ).order_by("-id")
+    return (
+        get_user_model()
+        .objects.filter(
+            Q(sent_private_messages__recipient=user) | Q(received_private_messages__sender=user)
+        )
+        .distinct()
+        .annotate(
+            last_body=Subquery(latest.values("body")[:1]),
+            last_at=Subquery(latest.values("created_at")[:1]),
+        )
+        .order_by("-last_at")
+    )

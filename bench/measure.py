@@ -1,0 +1,212 @@
+"""Measurements on one running server: the connect phase, one load step, idle sockets."""
+
+import asyncio
+import itertools
+import os
+import time
+from statistics import median
+from typing import Any
+
+from bench.loadgen import Fleet, Window, now_us
+from bench.servers import Server
+
+P99_LIMIT_MS = 100.0
+_window_ids = itertools.count(1)
+
+
+def percentile(values: Any, q: float) -> float:
+    if not len(values):
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def fleet_for(server: Server) -> Fleet:
+    return Fleet("127.0.0.1", server.port, server.path, server.origin)
+
+
+def cookies_for(server: Server, sessions: list[str], start: int, stop: int) -> list[str]:
+    if server.cookies:
+        return [f"sessionid={key}" for key in sessions[start:stop]]
+    return [""] * (stop - start)
+
+
+async def barrier(server: Server, fleet: Fleet, tries: int = 20, wait_s: float = 3.0) -> float:
+    """Send one marked message until one reaches every open client: then all are in the
+    room (their group membership is done). Returns the seconds it took."""
+    start = time.monotonic()
+    for _ in range(tries):
+        window = fleet.new_window(next(_window_ids))
+        fleet.send_marked(window, fleet.open_clients()[0], server.encode, now_us())
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and window.delivered < window.expected:
+            await asyncio.sleep(0.01)
+        if window.delivered >= window.expected:
+            return time.monotonic() - start
+    raise TimeoutError(f"{server.name}: no barrier message reached all clients")
+
+
+async def connect(
+    server: Server,
+    fleet: Fleet,
+    sessions: list[str],
+    count: int,
+    *,
+    concurrency: int = 64,
+    quiet_cap_s: float = 120.0,
+    quiet_idle_s: float = 0.5,
+) -> dict[str, Any]:
+    """Grow `fleet` to `count` open clients and wait until the room is quiet again.
+
+    Reports the handshakes' time, the time until a message reaches all (barrier), the
+    time until the connect-time traffic (presence) stops, and that traffic's size.
+    """
+    have = len(fleet.clients)
+    if count <= have:
+        return {}
+    cpu0, bytes0, frames0 = server.cpu_seconds(), fleet.bytes_received, fleet.frames_other
+    start = time.monotonic()
+    opened, errors = await fleet.connect(
+        cookies_for(server, sessions, have, count), concurrency=concurrency
+    )
+    handshakes_s = time.monotonic() - start
+    result: dict[str, Any] = {
+        "from": have,
+        "to": count,
+        "opened": opened,
+        "errors": len(errors),
+        "error_samples": errors[:3],
+        "handshakes_s": round(handshakes_s, 3),
+    }
+    try:
+        result["barrier_s"] = round(await barrier(server, fleet), 3)
+    except TimeoutError as error:
+        result["error"] = str(error)
+    result["quiet_s"] = round(await fleet.quiet(idle_s=quiet_idle_s, cap_s=quiet_cap_s), 3)
+    result["total_s"] = round(time.monotonic() - start, 3)
+    result["server_cpu_s"] = round(server.cpu_seconds() - cpu0, 3)
+    result["bytes_received"] = fleet.bytes_received - bytes0
+    result["other_frames"] = fleet.frames_other - frames0
+    result["connected_per_s"] = round((count - have) / handshakes_s, 1)
+    return result
+
+
+async def step(
+    server: Server,
+    fleet: Fleet,
+    rate: float,
+    hold_s: float,
+    senders: int,
+) -> dict[str, Any]:
+    """Offer `rate` deliveries/s (rate / N messages/s, open loop) for `hold_s` seconds."""
+    clients = fleet.open_clients()
+    n = len(clients)
+    window = fleet.new_window(next(_window_ids))
+    renders0 = server.renders("message-oob")
+    frames0 = fleet.frames_marked
+    cpu0, extra0 = server.cpu_seconds(), server.extra_cpu_seconds()
+    own0, wall0 = time.process_time(), time.monotonic()
+    await fleet.run_window(
+        window, clients[: max(1, min(senders, n))], rate / n, hold_s, server.encode
+    )
+    await fleet.drain(window)
+    wall = time.monotonic() - wall0
+    own = time.process_time() - own0
+    cpu = server.cpu_seconds() - cpu0
+    extra = server.extra_cpu_seconds() - extra0
+    renders = server.renders("message-oob") - renders0
+    result = summarize(server, window, n, rate, hold_s, wall, own, cpu, extra, renders)
+    # Fewer frames than deliveries: the server sent several messages in one frame.
+    result["frames"] = fleet.frames_marked - frames0
+    return result
+
+
+def summarize(
+    server: Server,
+    window: Window,
+    n: int,
+    rate: float,
+    hold_s: float,
+    wall: float,
+    own_cpu: float,
+    cpu: float,
+    extra_cpu: float,
+    renders: int,
+) -> dict[str, Any]:
+    lat = window.latencies_us
+    span_s = max(1e-6, (window.last_arrival - window.first_send) / 1e6)
+    loss = window.expected - window.delivered
+    p99_ms = percentile(lat, 99) / 1000
+    lag = window.send_lag_us
+    lag_p99_ms = percentile(lag, 99) / 1000
+    own_share = own_cpu / wall
+    result = {
+        "server": server.name,
+        "n": n,
+        "offered": rate,
+        "hold_s": hold_s,
+        "sent": window.sent,
+        "expected": window.expected,
+        "delivered": window.delivered,
+        "loss": loss,
+        "out_of_order": window.out_of_order,
+        "deliveries_per_s": round(window.delivered / span_s),
+        "p50_ms": round(percentile(lat, 50) / 1000, 2),
+        "p99_ms": round(p99_ms, 2),
+        "max_ms": round(max(lat, default=0) / 1000, 2),
+        "server_cpu_s": round(cpu, 3),
+        "server_cpu_us_per_delivery": round(cpu * 1e6 / max(1, window.delivered), 2),
+        "server_cpu_share": round(cpu / wall, 3),
+        "loadgen_cpu_share": round(own_share, 3),
+        "send_lag_p99_ms": round(lag_p99_ms, 2),
+        "load1": round(os.getloadavg()[0], 2),
+    }
+    if extra_cpu:
+        result["redis_cpu_s"] = round(extra_cpu, 3)
+    if server.name.startswith("ours"):
+        result["renders_per_message"] = round(renders / max(1, window.sent), 3)
+    result["passed"] = loss == 0 and window.out_of_order == 0 and p99_ms <= P99_LIMIT_MS
+    # The generator, not the server, was the limit: its core was (nearly) full, or it
+    # could not keep to its own schedule, while the server still had room.
+    result["loadgen_limited"] = (own_share > 0.9 or lag_p99_ms > 20) and cpu / wall < 0.9
+    return result
+
+
+async def idle(
+    server: Server, sessions: list[str], counts: list[int], hold_s: float, concurrency: int
+) -> dict[str, Any]:
+    """Connect as fast as the server accepts, then hold idle sockets: RSS per socket.
+
+    RSS with 0 sockets is taken after a warm-up socket came and went (so that lazily
+    imported code is not charged to the sockets).
+    """
+    warm = fleet_for(server)
+    await warm.connect(cookies_for(server, sessions, 0, 2))
+    await warm.quiet(idle_s=0.3, cap_s=10)
+    await warm.close()
+    await asyncio.sleep(0.5)
+    await server.settle()
+    rss0 = server.rss()
+    fleet = fleet_for(server)
+    result: dict[str, Any] = {"server": server.name, "rss0_mib": round(rss0 / 2**20, 1)}
+    steps = []
+    for count in counts:
+        phase = await connect(server, fleet, sessions, count, concurrency=concurrency)
+        await server.settle()
+        rss = server.rss()
+        phase["rss_mib"] = round(rss / 2**20, 1)
+        phase["rss_per_socket_kib"] = round((rss - rss0) / count / 1024, 2)
+        steps.append(phase)
+    await asyncio.sleep(hold_s)
+    result["connects"] = steps
+    result["held"] = len(fleet.open_clients())
+    result["lost_while_idle"] = fleet.lost_unexpectedly
+    result["rss_per_socket_kib"] = steps[-1]["rss_per_socket_kib"]
+    result["errors"] = sum(s["errors"] for s in steps) + fleet.lost_unexpectedly
+    await fleet.close()
+    return result
+
+
+def median_of(rows: list[dict[str, Any]], key: str) -> float:
+    values = [row[key] for row in rows if key in row]
+    return median(values) if values else float("nan")

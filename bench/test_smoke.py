@@ -1,0 +1,45 @@
+"""A small run of the benchmark, in the normal suite: 5 sockets on each of the three
+servers (ours, the tutorial shape, the bare ceiling), a second of load each.
+
+It checks the benchmark itself (every message counted once, per-socket order, renders
+counted) and that ours delivers everything: not speed.
+"""
+
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from bench import measure, servers
+
+SOCKETS = 5
+RATE = 50.0  # deliveries/s: 10 messages/s to 5 sockets
+
+
+async def test_five_sockets_on_each_server_get_every_message_in_order() -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-smoke-"))
+    base_db, _, sessions = servers.prepare_database(work, SOCKETS)
+    with ExitStack() as stack:
+        running = []
+        for name in ("ours", "tutorial", "ceiling"):
+            server = servers.start(name, work, base_db, wait=False)
+            stack.callback(server.stop)
+            running.append(server)
+        results = {}
+        for server in running:
+            server.wait_ready()
+            fleet = measure.fleet_for(server)
+            connected = await measure.connect(
+                server, fleet, sessions, SOCKETS, quiet_cap_s=5, quiet_idle_s=0.2
+            )
+            assert connected["opened"] == SOCKETS and not connected.get("error"), connected
+            results[server.name] = await measure.step(server, fleet, RATE, 1.0, senders=2)
+            await fleet.close()
+
+    for name, result in results.items():
+        assert result["n"] == SOCKETS, (name, result)
+        assert result["sent"] >= 5, (name, result)
+        assert result["expected"] == result["sent"] * SOCKETS, (name, result)
+        assert result["delivered"] == result["expected"], (name, result)
+        assert result["loss"] == 0 and result["out_of_order"] == 0, (name, result)
+    # Ours renders each message once, however many sockets receive it.
+    assert results["ours"]["renders_per_message"] == 1.0, results["ours"]

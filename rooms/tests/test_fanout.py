@@ -1,0 +1,102 @@
+"""rooms/fanout.py: one subscription per room and process, events in order, held while a
+socket is busy, bursts joined into one frame."""
+
+import asyncio
+from typing import Any
+
+from channels.layers import get_channel_layer
+
+from rooms import fanout
+
+
+class FakeSocket:
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+        self.events: list[list[dict[str, Any]]] = []
+
+    async def room_events(self, events: list[dict[str, Any]], html: str) -> None:
+        self.events.append(events)
+        self.frames.append(html)
+
+
+def event(html: str, message_id: int | None = None) -> dict[str, Any]:
+    return {"type": "room.html", "html": html, "message_id": message_id}
+
+
+async def test_a_room_event_reaches_every_socket_through_one_layer_member() -> None:
+    layer = get_channel_layer()
+    sockets = [FakeSocket() for _ in range(3)]
+    for socket in sockets:
+        await fanout.join("fanout-test.1", socket)
+
+    assert len(layer.groups["fanout-test.1"]) == 1  # one member for the process, not one per socket
+    await layer.group_send("fanout-test.1", event("<p>1</p>"))
+    await asyncio.sleep(0.05)
+    assert [socket.frames for socket in sockets] == [["<p>1</p>"]] * 3
+
+    for socket in sockets:
+        await fanout.leave("fanout-test.1", socket)
+    assert "fanout-test.1" not in layer.groups  # the last socket out unsubscribes
+
+
+async def test_events_keep_their_order_and_a_burst_goes_out_as_one_frame() -> None:
+    layer = get_channel_layer()
+    socket = FakeSocket()
+    await fanout.join("fanout-test.2", socket)
+    for i in range(5):  # queued before the fan-out gets to run: one burst
+        await layer.send(fanout._here().rooms["fanout-test.2"].channel, event(f"<p>{i}</p>", i))
+    await asyncio.sleep(0.05)
+
+    assert "".join(socket.frames) == "".join(f"<p>{i}</p>" for i in range(5))
+    assert len(socket.frames) < 5
+    assert [e["message_id"] for batch in socket.events for e in batch] == list(range(5))
+    await fanout.leave("fanout-test.2", socket)
+
+
+async def test_a_held_socket_gets_its_events_on_release_in_order() -> None:
+    layer = get_channel_layer()
+    busy, idle = FakeSocket(), FakeSocket()
+    await fanout.join("fanout-test.3", idle)
+    fanout.hold(busy)
+    await fanout.join("fanout-test.3", busy)
+    await layer.group_send("fanout-test.3", event("<p>a</p>"))
+    await asyncio.sleep(0.05)
+    await layer.group_send("fanout-test.3", event("<p>b</p>"))
+    await asyncio.sleep(0.05)
+
+    assert busy.frames == []
+    assert "".join(idle.frames) == "<p>a</p><p>b</p>"
+    await fanout.release(busy)
+    assert "".join(busy.frames) == "<p>a</p><p>b</p>"
+
+    await layer.group_send("fanout-test.3", event("<p>c</p>"))
+    await asyncio.sleep(0.05)
+    assert "".join(busy.frames) == "<p>a</p><p>b</p><p>c</p>"  # delivered at once again
+    for socket in (busy, idle):
+        await fanout.leave("fanout-test.3", socket)
+
+
+async def test_rooms_are_separate() -> None:
+    layer = get_channel_layer()
+    here, there = FakeSocket(), FakeSocket()
+    await fanout.join("fanout-test.4", here)
+    await fanout.join("fanout-test.5", there)
+    await layer.group_send("fanout-test.4", event("<p>4</p>"))
+    await asyncio.sleep(0.05)
+
+    assert here.frames == ["<p>4</p>"] and there.frames == []
+    await fanout.leave("fanout-test.4", here)
+    await fanout.leave("fanout-test.5", there)
+
+
+async def test_a_socket_that_leaves_gets_nothing_more() -> None:
+    layer = get_channel_layer()
+    staying, leaving = FakeSocket(), FakeSocket()
+    await fanout.join("fanout-test.6", staying)
+    await fanout.join("fanout-test.6", leaving)
+    await fanout.leave("fanout-test.6", leaving)
+    await layer.group_send("fanout-test.6", event("<p>x</p>"))
+    await asyncio.sleep(0.05)
+
+    assert staying.frames == ["<p>x</p>"] and leaving.frames == []
+    await fanout.leave("fanout-test.6", staying)
