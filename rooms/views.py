@@ -4,7 +4,6 @@ from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
@@ -114,16 +113,8 @@ def _owned_private_room_or_404(slug: str, user: Any) -> Room:
 @login_required
 @require_GET
 def conversations(request: HttpRequest) -> HttpResponse:
-    """Everyone the user has exchanged private messages with."""
-    me = request.user
-    people = (
-        get_user_model()
-        .objects.filter(
-            Q(sent_private_messages__recipient=me) | Q(received_private_messages__sender=me)
-        )
-        .distinct()
-        .order_by("username")
-    )
+    """Everyone the user has exchanged private messages with, latest first."""
+    people = services.conversation_partners(request.user)
     return render(request, "rooms/conversations.html", {"people": people})
 
 

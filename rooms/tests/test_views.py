@@ -381,7 +381,7 @@ def test_a_conversation_with_an_unknown_or_inactive_user_is_404(alice_client, ma
     assert not PrivateMessage.objects.exists()
 
 
-def test_private_messages_page_lists_the_people_one_has_talked_with(
+def test_private_messages_page_lists_the_people_one_has_talked_with_latest_first(
     alice_client, alice, bob, carol, make_user
 ) -> None:
     dave = make_user("dave")
@@ -390,11 +390,19 @@ def test_private_messages_page_lists_the_people_one_has_talked_with(
     PrivateMessage.objects.create(sender=carol, recipient=alice, body="3")
     PrivateMessage.objects.create(sender=dave, recipient=bob, body="not mine")
 
-    links = page(alice_client.get("/messages/")).find(class_="people-list").find_all("a")
+    links = page(alice_client.get("/messages/")).find(class_="conversation-list").find_all("a")
 
-    assert [(a.text, a.attrs["href"]) for a in links] == [
-        ("bob", "/messages/bob/"),
-        ("carol", "/messages/carol/"),
+    # Latest conversation first, each with its last message.
+    assert [
+        (
+            a.find(class_="conversation-name").text,
+            a.attrs["href"],
+            a.find(class_="conversation-last").text,
+        )
+        for a in links
+    ] == [
+        ("carol", "/messages/carol/", "3"),
+        ("bob", "/messages/bob/", "2"),
     ]
 
 
