@@ -27,7 +27,7 @@ install-dev: $(VENV)/.dev
 run: install
 	DEBUG=true $(BIN)/python manage.py migrate --noinput
 	DEBUG=true $(BIN)/daphne -b 127.0.0.1 -p $(PORT) --websocket_timeout -1 \
-	  --websocket-max-message-size 65536 --websocket-max-frame-size 65536 site_config.asgi:application
+	  --websocket-max-message-size 1048576 --websocket-max-frame-size 65536 site_config.asgi:application
 
 ## Everything: lint, the whole suite on SQLite (browser tests included), again on PostgreSQL.
 test: install-dev

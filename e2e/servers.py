@@ -129,6 +129,8 @@ class DaphneProcess:
                 "-p",
                 str(port),
                 "--websocket-max-message-size",
+                str(1024 * 1024),  # outgoing too: a long catch-up needs room
+                "--websocket-max-frame-size",
                 str(64 * 1024),
                 "--websocket_timeout",
                 "-1",  # Daphne's default closes every socket after a day, with 1000

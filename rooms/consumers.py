@@ -74,22 +74,22 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Anything posted after the last message this page shows (the client says which,
         # in ?after=): sent now, and skipped when its live copy arrives below.
         after = _int_param(self.scope, "after")
-        self.caught_up_to, catch_up_html, joined = await database_sync_to_async(self.arrive)(after)
+        self.caught_up_to, catch_up, joined = await database_sync_to_async(self.arrive)(after)
         if joined:
             # Broadcast from here, not from the database thread: every socket's database
             # work waits in that one thread, and it would wait for this event loop too,
             # which is busiest exactly when many sockets connect.
             await services.abroadcast(services.room_group(self.room.pk), joined)
-        if catch_up_html:
-            await self.send(text_data=catch_up_html)
+        for frame in catch_up:
+            await self.send(text_data=frame)
         sockets.open_sockets.add(self)
         presence.ensure_heartbeat()
         sockets.ensure_watchdog()
         log.info("connected %s to %s (%s)", self.user, self.room, self.channel_name)
 
-    def arrive(self, after: int | None) -> tuple[int, str, str]:
-        """Record presence; return the id the catch-up ends at, the catch-up for this socket
-        alone, and the "joined" announcement for the room (empty if already online).
+    def arrive(self, after: int | None) -> tuple[int, list[str], str]:
+        """Record presence; return the id the catch-up ends at, the catch-up frames for this
+        socket alone, and the "joined" announcement for the room (empty if already online).
 
         A reconnecting page (chat.js adds ?resync=1) may also have missed joins and
         leaves, so it gets the whole online list once; a first connect has it already.
@@ -98,11 +98,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if presence.arrive(self.room, self.user, self.channel_name):
             joined = services.presence_fragment(self.room, self.user, "joined")
         missed = services.messages_after(self.room, after) if after is not None else []
-        html = services.render_fragment("catch-up", messages=missed) if missed else ""
+        frames = [services.render_fragment("catch-up", messages=part) for part in _framed(missed)]
         if _int_param(self.scope, "resync"):
             online = services.online_users(self.room)
-            html += services.render_fragment("online-users", online_users=online)
-        return (missed[-1].pk if missed else after or 0), html, joined
+            frames.append(services.render_fragment("online-users", online_users=online))
+        return (missed[-1].pk if missed else after or 0), frames, joined
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         # Presence first and the layer second: leaving must be recorded even when the
@@ -240,6 +240,25 @@ class RoomConsumer(AsyncWebsocketConsumer):
 def _caught_up(event: dict[str, Any], caught_up_to: int) -> bool:
     message_id = event.get("message_id")
     return message_id is not None and message_id <= caught_up_to
+
+
+# Daphne refuses to send a message over --websocket-max-message-size (1 MiB in the
+# Procfile): a long catch-up goes out in several frames, each well under it.
+CATCH_UP_FRAME_CHARS = 256 * 1024
+
+
+def _framed(messages: list[Any]) -> list[list[Any]]:
+    """Split messages into frames; escaping can make a body up to 6 times longer."""
+    frames: list[list[Any]] = []
+    size = 0
+    for message in messages:
+        cost = 6 * len(message.body) + 1024
+        if not frames or size + cost > CATCH_UP_FRAME_CHARS:
+            frames.append([])
+            size = 0
+        frames[-1].append(message)
+        size += cost
+    return frames
 
 
 def _int_param(scope: dict[str, Any], name: str) -> int | None:

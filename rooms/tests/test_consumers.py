@@ -251,6 +251,25 @@ async def test_a_reconnecting_socket_gets_exactly_what_it_missed_once(
     assert await alice_socket.receive() == posted.html
 
 
+async def test_a_long_catch_up_comes_in_frames_daphne_can_send(connect, alice, bob, lobby):
+    # 120 bodies that escape to 6x their length: ~2.9 MB in one frame, over Daphne's
+    # 1 MiB outgoing limit. Each frame must stay far under it, and nothing may be lost.
+    await db(Message.objects.bulk_create)(
+        [Message(room=lobby, author=bob, body='"' * 4000) for _ in range(120)]
+    )
+    expected = await db(list)(Message.objects.order_by("id").values_list("id", flat=True))
+
+    socket = await connect(alice, "lobby", after=0)
+
+    received: list[int] = []
+    while len(received) < len(expected):
+        frame = await socket.receive()
+        assert len(frame.encode()) < 512 * 1024
+        received += fragments.message_ids(frame)
+    assert received == expected
+    await socket.expect_presence("alice", "joined")
+
+
 async def test_a_socket_that_saw_the_latest_message_gets_no_catch_up(connect, alice, lobby):
     message = await db(Message.objects.create)(room=lobby, author=alice, body="seen")
     socket = await connect(alice, "lobby", after=message.pk)
