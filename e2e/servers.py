@@ -80,13 +80,18 @@ def server_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def collect_static(env: dict[str, str]) -> None:
+def manage(env: dict[str, str], *args: str) -> None:
+    """Run a manage.py command for a test server's environment, as its release step would."""
     subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        [sys.executable, "manage.py", *args, "--noinput", "-v0"],
         cwd=PROJECT_DIR,
         env=env,
         check=True,
     )
+
+
+def collect_static(env: dict[str, str]) -> None:
+    manage(env, "collectstatic")
 
 
 _collected: dict[str, str] = {}
@@ -105,12 +110,7 @@ def collected_static_root() -> str:
 
 
 def migrate(env: dict[str, str]) -> None:
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-        cwd=PROJECT_DIR,
-        env=env,
-        check=True,
-    )
+    manage(env, "migrate")
 
 
 class DaphneProcess:
