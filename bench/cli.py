@@ -16,6 +16,7 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -323,6 +324,8 @@ class Bench:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raise_nofile()
+    # A TERM (a CI timeout) unwinds like Ctrl-C: the servers and Redis are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="hypertalk-bench-"))
     results = asyncio.run(Bench(args, work).run())
     text = report.render(results)

@@ -11,6 +11,8 @@ through the layer (Redis): every process with a socket in the room is subscribed
 Events that queued up while the process was busy go out together, as one frame per socket
 (htmx swaps each out-of-band element of a frame in order): under load the frames, not
 the events, are what cost, so a burst costs one write per socket instead of one per event.
+A frame holds at most MAX_BATCH_CHARS of them: Daphne refuses to send a message over its
+--websocket-max-message-size (64 KiB in the Procfile), and the consumer would crash.
 
 While a socket handles something else (its connect with the catch-up, a frame it
 received), its room events wait, as they did in a channel of its own: `hold()` and
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 # Layers with group expiry (in-memory, core Redis: a day) drop a member added long ago;
 # a room's subscription lasts as long as it has sockets here, so it is renewed.
 GROUP_RENEW_SECONDS = 3600
+MAX_BATCH_CHARS = 16 * 1024
 
 Event = dict[str, Any]
 
@@ -108,13 +111,18 @@ def _is_html(event: Event) -> bool:
 
 
 def _runs(events: list[Event]) -> list[list[Event]]:
-    """Consecutive "room.html" events together; any other event alone, in order."""
+    """Consecutive "room.html" events together, up to MAX_BATCH_CHARS of HTML (a bigger
+    event alone); any other event alone; in order."""
     runs: list[list[Event]] = []
+    size = 0
     for event in events:
-        if runs and _is_html(event) and _is_html(runs[-1][-1]):
+        html = len(event["html"]) if _is_html(event) else 0
+        if runs and html and _is_html(runs[-1][-1]) and size + html <= MAX_BATCH_CHARS:
             runs[-1].append(event)
+            size += html
         else:
             runs.append([event])
+            size = html
     return runs
 
 

@@ -100,3 +100,18 @@ async def test_a_socket_that_leaves_gets_nothing_more() -> None:
 
     assert staying.frames == ["<p>x</p>"] and leaving.frames == []
     await fanout.leave("fanout-test.6", staying)
+
+
+async def test_a_burst_is_split_into_frames_daphne_can_send() -> None:
+    layer = get_channel_layer()
+    socket = FakeSocket()
+    await fanout.join("fanout-test.7", socket)
+    big = "x" * (fanout.MAX_BATCH_CHARS // 3)
+    for i in range(10):
+        await layer.send(fanout._here().rooms["fanout-test.7"].channel, event(big, i))
+    await asyncio.sleep(0.05)
+
+    assert len(socket.frames) >= 4
+    assert all(len(frame) <= fanout.MAX_BATCH_CHARS for frame in socket.frames)
+    assert [e["message_id"] for batch in socket.events for e in batch] == list(range(10))
+    await fanout.leave("fanout-test.7", socket)
