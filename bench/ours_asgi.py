@@ -6,7 +6,10 @@ services and consumers alike) with a counter per partial, and answers
 GET /__bench__/stats with the counts as JSON. Everything else goes to the real app.
 """
 
+import gc
 import json
+import os
+import time
 from collections import Counter
 from typing import Any
 
@@ -30,10 +33,40 @@ def counting_render_fragment(partial: str, **context: Any) -> str:
 
 services.render_fragment = counting_render_fragment
 
+# Garbage-collector pauses, per generation: a full collection walks every object the
+# process holds, and a process holding thousands of sockets holds a lot of them.
+gc_pauses: dict[int, list[float]] = {0: [0, 0.0, 0.0], 1: [0, 0.0, 0.0], 2: [0, 0.0, 0.0]}
+_gc_started = 0.0
+
+
+def _time_gc(phase: str, info: dict[str, Any]) -> None:
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+        return
+    pause = (time.perf_counter() - _gc_started) * 1000
+    count_total_max = gc_pauses[info["generation"]]
+    count_total_max[0] += 1
+    count_total_max[1] += pause
+    count_total_max[2] = max(count_total_max[2], pause)
+
+
+gc.callbacks.append(_time_gc)
+if os.environ.get("BENCH_GC"):  # experiment: "freeze", "threshold=N0,N1,N2", or both (+)
+    for how in os.environ["BENCH_GC"].split("+"):
+        if how == "freeze":
+            gc.freeze()
+        elif how.startswith("threshold="):
+            gc.set_threshold(*(int(x) for x in how.split("=")[1].split(",")))
+
 
 async def stats_or(app: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "http" and scope["path"] == "/__bench__/stats":
-        body = json.dumps({"renders": dict(renders)}).encode()
+        pauses = {
+            f"gen{gen}": {"count": c, "total_ms": round(t, 1), "max_ms": round(m, 1)}
+            for gen, (c, t, m) in gc_pauses.items()
+        }
+        body = json.dumps({"renders": dict(renders), "gc": pauses}).encode()
         await send(
             {
                 "type": "http.response.start",
