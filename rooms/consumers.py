@@ -220,6 +220,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def room_events(self, events: list[dict[str, Any]], html: str) -> None:
         """Room events, several in one frame when they came together (rooms/fanout.py);
         `html` is theirs joined. Messages the catch-up already held are left out."""
+        if self.closing:
+            return  # we are closing it: nothing more goes out (and Daphne would refuse)
         if any(_caught_up(event, self.caught_up_to) for event in events):
             html = "".join(e["html"] for e in events if not _caught_up(e, self.caught_up_to))
         if html:
