@@ -37,7 +37,7 @@ FULL = {
     "knee_hold": 20.0,
     "idle": 2000,
     "connect": 1000,
-    "idle_hold": 10.0,
+    "idle_hold": 5.0,
 }
 QUICK = {
     "n": [100],
@@ -240,14 +240,16 @@ class Bench:
             if rate < floor and rate != self.args.reference_rate:
                 continue
             for attempt in (1, 2):
-                # A failed step is run once more before the climb stops: on a shared
-                # machine, one other process's burst can sink a step that holds.
+                # A step that failed on latency alone (throughput kept up) is run once
+                # more before the climb stops: on a shared machine, one other process's
+                # burst can sink a step that holds.
                 await self.settle_all()
                 result = await measure.step(server, fleet, rate, self.args.hold, self.args.senders)
                 result["round"] = round_no + 1
                 result["attempt"] = attempt
                 self.log(report.step_line(result))
-                if result["passed"] or attempt == 2 or not server.alive():
+                overloaded = result["deliveries_per_s"] < 0.9 * rate or result["loss"] > 0
+                if result["passed"] or overloaded or attempt == 2 or not server.alive():
                     break
                 first = {k: result[k] for k in ("loss", "p50_ms", "p99_ms", "load1")}
             if result["attempt"] == 2:
@@ -278,7 +280,13 @@ class Bench:
             if result["passed"]:
                 return {"server": server.name, "n": n, "knee": rate, "tries": tries}
             rate /= math.sqrt(2)
-        return {"server": server.name, "n": n, "knee": 0.0, "tries": tries}
+        return {
+            "server": server.name,
+            "n": n,
+            "knee": 0.0,
+            "below": tries[-1]["offered"],
+            "tries": tries,
+        }
 
     async def run(self) -> dict[str, Any]:
         started = datetime.now(UTC)

@@ -313,7 +313,7 @@ class Fleet:
             self.send_marked(window, senders[k % len(senders)], encode, now)
         window.last_send = now_us()
 
-    async def drain(self, window: Window, quiet_s: float = 2.0, cap_s: float = 15.0) -> None:
+    async def drain(self, window: Window, quiet_s: float = 1.5, cap_s: float = 10.0) -> None:
         """Wait until every expected delivery arrived, or nothing arrived for `quiet_s`
         (capped at `cap_s` after the last send): what is missing then is lost."""
         deadline = time.monotonic() + cap_s

@@ -102,7 +102,7 @@ async def step(
     clients = fleet.open_clients()
     n = len(clients)
     window = fleet.new_window(next(_window_ids))
-    renders0 = server.renders("message-oob")
+    stats0 = server.stats()
     frames0 = fleet.frames_marked
     cpu0, extra0 = server.cpu_seconds(), server.extra_cpu_seconds()
     own0, wall0 = time.process_time(), time.monotonic()
@@ -114,11 +114,18 @@ async def step(
     own = time.process_time() - own0
     cpu = server.cpu_seconds() - cpu0
     extra = server.extra_cpu_seconds() - extra0
-    renders = server.renders("message-oob") - renders0
+    stats1 = server.stats()
+    renders = _renders(stats1) - _renders(stats0)
     result = summarize(server, window, n, rate, hold_s, wall, own, cpu, extra, renders)
+    if stats1.get("gc"):  # full garbage collections during the step (each a long pause)
+        result["gc_full"] = stats1["gc"]["gen2"]["count"] - stats0["gc"]["gen2"]["count"]
     # Fewer frames than deliveries: the server sent several messages in one frame.
     result["frames"] = fleet.frames_marked - frames0
     return result
+
+
+def _renders(stats: dict[str, Any]) -> int:
+    return stats.get("renders", {}).get("message-oob", 0)
 
 
 def summarize(
@@ -197,6 +204,11 @@ async def idle(
         phase["rss_mib"] = round(rss / 2**20, 1)
         phase["rss_per_socket_kib"] = round((rss - rss0) / count / 1024, 2)
         steps.append(phase)
+    if server.name.startswith("ours"):
+        # How much of that is freed memory the allocator kept (after the presence storm).
+        server.trim()
+        rss_trimmed = server.rss()
+        result["rss_per_socket_kib_after_trim"] = round((rss_trimmed - rss0) / counts[-1] / 1024, 2)
     await asyncio.sleep(hold_s)
     result["connects"] = steps
     result["held"] = len(fleet.open_clients())

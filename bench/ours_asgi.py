@@ -2,13 +2,15 @@
 
 No benchmark hook lives in the application code. This entry imports the real ASGI
 application, wraps `rooms.services.render_fragment` (every render goes through it, from
-services and consumers alike) with a counter per partial, and answers
-GET /__bench__/stats with the counts as JSON. Everything else goes to the real app.
+services and consumers alike) with a counter per partial, times garbage-collector pauses,
+and answers GET /__bench__/stats with both as JSON (GET /__bench__/trim collects and
+returns free heap to the system first, to tell live memory from what malloc keeps).
+Everything else goes to the real app.
 """
 
+import ctypes
 import gc
 import json
-import os
 import time
 from collections import Counter
 from typing import Any
@@ -52,15 +54,15 @@ def _time_gc(phase: str, info: dict[str, Any]) -> None:
 
 
 gc.callbacks.append(_time_gc)
-if os.environ.get("BENCH_GC"):  # experiment: "freeze", "threshold=N0,N1,N2", or both (+)
-    for how in os.environ["BENCH_GC"].split("+"):
-        if how == "freeze":
-            gc.freeze()
-        elif how.startswith("threshold="):
-            gc.set_threshold(*(int(x) for x in how.split("=")[1].split(",")))
 
 
 async def stats_or(app: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "http" and scope["path"] == "/__bench__/trim":
+        # What of the RSS is memory still in use, and what is freed memory the C
+        # allocator keeps: collect, then hand free pages back to the system.
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        scope = {**scope, "path": "/__bench__/stats"}
     if scope["type"] == "http" and scope["path"] == "/__bench__/stats":
         pauses = {
             f"gen{gen}": {"count": c, "total_ms": round(t, 1), "max_ms": round(m, 1)}

@@ -48,7 +48,10 @@ def fanout_table(fanout: dict[str, Any], settings: dict[str, Any]) -> list[str]:
     by_key: dict[tuple[str, int, float], list[dict[str, Any]]] = defaultdict(list)
     for step in fanout["steps"]:
         by_key[(step["server"], step["n"], step["offered"])].append(step)
-    knees = {(k["server"], k["n"]): k["knee"] for k in fanout.get("knees", [])}
+    knees = {
+        (k["server"], k["n"]): f"{k['knee']:,.0f}" if k["knee"] else f"< {k['below']:,.0f}"
+        for k in fanout.get("knees", [])
+    }
     ref = settings["reference_rate"]
     rounds = settings["rounds"]
     out = [
@@ -86,7 +89,7 @@ def fanout_table(fanout: dict[str, Any], settings: dict[str, Any]) -> list[str]:
         gen = _med(at_knee, "loadgen_cpu_share")
         limited = any(r.get("loadgen_limited") for r in at_knee)
         out.append(
-            f"| {server} | {n:,} | {_fmt(knees.get((server, n), float('nan')), 0)} "
+            f"| {server} | {n:,} | {knees.get((server, n), '-')} "
             f"| {_fmt(ladder, 0)} "
             f"| {_fmt(_med(at_ref, 'p50_ms'), 2)} / {_fmt(_med(at_ref, 'p99_ms'), 2)} "
             f"| {_fmt(_med(at_knee, 'deliveries_per_s'), 0)}: "

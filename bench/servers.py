@@ -133,6 +133,13 @@ class Server:
         with urllib.request.urlopen(url, timeout=5) as response:
             return json.loads(response.read())
 
+    def trim(self) -> None:
+        """Ours only: collect garbage and return free heap pages to the system."""
+        if self.name.startswith("ours"):
+            url = f"http://127.0.0.1:{self.port}/__bench__/trim"
+            with urllib.request.urlopen(url, timeout=30) as response:
+                response.read()
+
     def renders(self, partial: str) -> int:
         return self.stats().get("renders", {}).get(partial, 0)
 
@@ -219,7 +226,10 @@ def start(
             "127.0.0.1",
             "-p",
             str(port),
+            # As the Procfile has it.
             "--websocket-max-message-size",
+            str(1024 * 1024),
+            "--websocket-max-frame-size",
             str(64 * 1024),
             "--websocket_timeout",
             "-1",
