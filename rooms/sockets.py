@@ -10,7 +10,7 @@ what it missed.
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -37,26 +37,54 @@ async def close_all(code: int = CLOSE_SERVICE_RESTART) -> int:
 class LayerProbe:
     """A round trip through the channel layer on one channel of this process's own.
 
-    One channel, reused: the Redis pub/sub layer keeps every channel it was asked to
-    receive on subscribed, so a fresh channel per check would leak subscriptions.
+    One channel, reused, and a receive that a timeout does not cancel. The Redis pub/sub
+    layer keeps every channel it was asked to receive on subscribed (so a fresh channel
+    per check would leak subscriptions), and it unsubscribes one whose receive is
+    cancelled. Subscribing again then waits behind every connecting socket's own
+    subscriptions: during a connect storm, that alone made every check time out.
     """
 
     def __init__(self) -> None:
-        self._channel: str | None = None
+        self._layer: Any = None
+        self._channel = ""
+        self._receiving: asyncio.Future[dict[str, Any]] | None = None
+        self._sent = 0
         self._lock = asyncio.Lock()
 
     async def ping(self, timeout: float = 3) -> None:
+        """Return once a probe sent now came back; TimeoutError if it took too long."""
         async with self._lock:
-            layer = get_channel_layer()
             try:
-                if self._channel is None:
-                    self._channel = await asyncio.wait_for(layer.new_channel("probe."), timeout)
-                await asyncio.wait_for(layer.send(self._channel, {"type": "probe"}), timeout)
-                await asyncio.wait_for(layer.receive(self._channel), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._round_trip()
+            except TimeoutError:
+                raise  # the receive goes on: a late probe is read by the next ping
             except BaseException:
-                # A cancelled receive unsubscribes the channel: start afresh next time.
-                self._channel = None
+                self._forget()
                 raise
+
+    async def _round_trip(self) -> None:
+        layer = get_channel_layer()
+        if layer is not self._layer:  # (tests swap layers)
+            self._forget()
+            self._layer = layer
+        if not self._channel:
+            self._channel = await layer.new_channel("probe.")
+        self._sent += 1
+        await layer.send(self._channel, {"type": "probe", "n": self._sent})
+        while True:
+            if self._receiving is None:
+                self._receiving = asyncio.ensure_future(layer.receive(self._channel))
+            message = await asyncio.shield(self._receiving)
+            self._receiving = None
+            if message.get("n") == self._sent:
+                return  # (earlier ones came late, after their ping gave up)
+
+    def _forget(self) -> None:
+        """After a failure: a new channel next time (a failed receive unsubscribed it)."""
+        if self._receiving is not None:
+            self._receiving.cancel()
+        self._layer, self._channel, self._receiving = None, "", None
 
 
 _probes: dict[asyncio.AbstractEventLoop, LayerProbe] = {}
@@ -81,14 +109,37 @@ class LayerHealth:
     """What this process knows of the layer: a failed check or a failed broadcast marks
     it unhealthy, and the first good check after that resyncs the sockets. A broadcast
     failing between two checks counts too, so an outage shorter than the check
-    interval still leaves no gap."""
+    interval still leaves no gap.
 
-    healthy = True
+    A check that only times out is a backlog, not yet an outage: during a connect storm
+    the probe waits behind thousands of presence frames, and closing every socket then
+    turned a busy minute into a reconnect storm (measured: bench/RESULTS.md). Late
+    delivery loses nothing, so only TIMEOUTS_FOR_OUTAGE timeouts in a row count as one
+    (a layer that hangs for good)."""
+
+    TIMEOUTS_FOR_OUTAGE = 3
+
+    def __init__(self) -> None:
+        self.healthy = True
+        self.timeouts_in_a_row = 0
 
     def failed(self, error: BaseException) -> None:
         if self.healthy:
-            log.error("channel layer unavailable (%s): live delivery paused", error)
+            log.error("channel layer unavailable (%r): live delivery paused", error)
         self.healthy = False
+
+    def timed_out(self, error: TimeoutError) -> None:
+        self.timeouts_in_a_row += 1
+        if self.timeouts_in_a_row >= self.TIMEOUTS_FOR_OUTAGE:
+            self.failed(error)
+        else:
+            log.warning("channel layer check timed out (%d in a row)", self.timeouts_in_a_row)
+
+    def passed(self) -> bool:
+        """Record a good check; True when it ends an outage (the sockets must resync)."""
+        self.timeouts_in_a_row = 0
+        came_back, self.healthy = not self.healthy, True
+        return came_back
 
 
 layer_health = LayerHealth()
@@ -99,10 +150,11 @@ async def _watch_layer() -> None:
         await asyncio.sleep(settings.CHAT_LAYER_CHECK_SECONDS)
         try:
             await probe().ping()
+        except TimeoutError as error:
+            layer_health.timed_out(error)
         except Exception as error:
             layer_health.failed(error)
-            continue
-        if not layer_health.healthy:
-            layer_health.healthy = True
-            closed = await close_all(CLOSE_SERVICE_RESTART)
-            log.warning("channel layer is back: closed %d sockets so they catch up", closed)
+        else:
+            if layer_health.passed():
+                closed = await close_all(CLOSE_SERVICE_RESTART)
+                log.warning("channel layer is back: closed %d sockets so they catch up", closed)
