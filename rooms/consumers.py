@@ -36,6 +36,7 @@ CLOSE_TRY_AGAIN_LATER = 1013
 class RoomConsumer(AsyncWebsocketConsumer):
     room: Room | None = None
     closing = False  # set once we close: frames still in flight are dropped
+    caught_up_to = 0  # the newest message the catch-up sent (0: it sent none)
     _empty_composer = ""
 
     async def connect(self) -> None:
@@ -222,7 +223,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         `html` is theirs joined. Messages the catch-up already held are left out."""
         if self.closing:
             return  # we are closing it: nothing more goes out (and Daphne would refuse)
-        if any(_caught_up(event, self.caught_up_to) for event in events):
+        if self.caught_up_to and any(_caught_up(e, self.caught_up_to) for e in events):
             html = "".join(e["html"] for e in events if not _caught_up(e, self.caught_up_to))
         if html:
             await self.send(text_data=html)
