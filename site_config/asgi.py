@@ -18,7 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from rooms.routing import websocket_urlpatterns  # noqa: E402
-from site_config import lifecycle  # noqa: E402
+from site_config import lifecycle, twisted_writes  # noqa: E402
 from site_config.socket_auth import SocketAuthMiddlewareStack  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -32,6 +32,8 @@ application = ProtocolTypeRouter(
 
 # Under Daphne: on SIGTERM, close every socket with 1012 and settle presence first.
 lifecycle.install()
+# Under Daphne: frames go to the socket at once instead of on the next reactor turn.
+twisted_writes.install()
 
 # The garbage collector's full passes walk every object the process holds, and a process
 # with 500 sockets holds a lot of them: with the default thresholds, three pauses of

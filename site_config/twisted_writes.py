@@ -1,0 +1,46 @@
+"""Socket writes that go out at once, as asyncio's own transports do.
+
+Twisted buffers every `transport.write()` and sends it on the next reactor turn, after
+registering the socket as a writer and before unregistering it again. Under Daphne the
+reactor is asyncio's, where each registration is an `epoll_ctl` call plus a selector key
+rebuilt. So every frame to every socket paid two of each and a loop turn: a room
+broadcast to N sockets did 2N of them. That bookkeeping was the biggest single cost of
+the send path (measured: bench/RESULTS.md, "The optimisations").
+
+`install()` makes a TCP connection with nothing buffered try `send()` first; only what
+the kernel does not take (a slow reader, a full socket buffer) is buffered, through
+Twisted's own `write()`, so back-pressure, producers and lost connections keep working
+exactly as before. Checked against Twisted 26.10 (`abstract.FileDescriptor.write`,
+`tcp.Connection.writeSomeData`); re-check when upgrading it.
+"""
+
+import sys
+
+from twisted.internet import tcp
+
+_buffered_write = tcp.Connection.write
+
+
+def write_now(self: tcp.Connection, data: bytes) -> None:
+    """`tcp.Connection.write`, sending at once when nothing is buffered."""
+    idle = (
+        self.connected
+        and not self.disconnecting
+        and not self._writeDisconnected
+        and not self._tempDataLen
+        and self.offset == len(self.dataBuffer)
+    )
+    if idle and isinstance(data, bytes):
+        sent = self.writeSomeData(data)  # 0 if the kernel would block; an error if lost
+        if isinstance(sent, int):
+            if sent == len(data):
+                return
+            data = data[sent:]
+        # A lost connection: buffered, Twisted's next write attempt finds it and closes.
+    _buffered_write(self, data)
+
+
+def install() -> None:
+    """Under Daphne (which imports Twisted's TCP connections); a no-op elsewhere."""
+    if "daphne.server" in sys.modules:
+        tcp.Connection.write = write_now
