@@ -154,6 +154,9 @@ async def healthz(request: HttpRequest) -> HttpResponse:
         )
     try:
         await sockets.probe().ping(timeout=3)
+    except sockets.Backlogged:
+        # The layer took the probe: it is there, and this process is busy delivering.
+        return HttpResponse("ok (behind on deliveries)", content_type="text/plain")
     except Exception as error:
         return HttpResponse(
             f"channel layer unavailable: {type(error).__name__}",

@@ -1,38 +1,52 @@
-"""The channel-layer watchdog's judgement: when a failed check means an outage."""
+"""The channel-layer watchdog: when a check means an outage, and the probe it uses."""
+
+import asyncio
 
 import pytest
 from channels.layers import get_channel_layer
 
-from rooms.sockets import LayerHealth, LayerProbe
+from rooms import sockets
+from rooms.sockets import Backlogged, LayerProbe
+from rooms.tests.test_services import LAYER_DOWN
 
 
-def test_an_error_is_an_outage_at_once_and_the_next_good_check_resyncs() -> None:
-    health = LayerHealth()
-    health.failed(ConnectionRefusedError("redis down"))
-    assert not health.healthy
-    assert health.passed() is True  # back: the sockets must catch up
-    assert health.healthy
-    assert health.passed() is False  # and only once
+class ClosedSocket:
+    def __init__(self) -> None:
+        self.codes: list[int] = []
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.codes.append(code)
+        sockets.open_sockets.discard(self)
 
 
-def test_a_slow_check_under_load_is_not_an_outage() -> None:
-    health = LayerHealth()
-    for _ in range(LayerHealth.TIMEOUTS_FOR_OUTAGE - 1):
-        health.timed_out(TimeoutError())
-    assert health.healthy
-    assert health.passed() is False  # nothing was lost: no reconnect storm
-    # A good check starts the count again.
-    for _ in range(LayerHealth.TIMEOUTS_FOR_OUTAGE - 1):
-        health.timed_out(TimeoutError())
-    assert health.healthy
+async def test_a_check_that_fails_is_an_outage_and_the_next_good_one_resyncs(settings) -> None:
+    sockets.layer_health.healthy = True
+    good_layers = settings.CHANNEL_LAYERS
+    settings.CHANNEL_LAYERS = LAYER_DOWN
+    await sockets.check_layer(timeout=2)
+    assert not sockets.layer_health.healthy
+
+    settings.CHANNEL_LAYERS = good_layers
+    socket = ClosedSocket()
+    sockets.open_sockets.add(socket)
+    await sockets.check_layer()
+    assert sockets.layer_health.healthy
+    assert socket.codes == [1012]  # back: it reconnects and catches up
+    await sockets.check_layer()
+    assert socket.codes == [1012]  # and only once
 
 
-def test_a_layer_that_keeps_timing_out_is_down() -> None:
-    health = LayerHealth()
-    for _ in range(LayerHealth.TIMEOUTS_FOR_OUTAGE):
-        health.timed_out(TimeoutError())
-    assert not health.healthy
-    assert health.passed() is True
+async def test_a_slow_check_is_no_outage() -> None:
+    # A connect storm can put this process's loop seconds behind: closing every socket
+    # then would start a reconnect storm.
+    sockets.layer_health.healthy = True
+    socket = ClosedSocket()
+    sockets.open_sockets.add(socket)
+    await sockets.check_layer(timeout=0)
+    assert sockets.layer_health.healthy
+    await sockets.check_layer()
+    assert socket.codes == []
+    sockets.open_sockets.discard(socket)
 
 
 async def test_the_probe_keeps_its_channel_through_a_timeout() -> None:
@@ -47,3 +61,14 @@ async def test_the_probe_keeps_its_channel_through_a_timeout() -> None:
     await probe.ping()  # reads the late probe first, then its own
     assert probe._channel == channel
     assert channel not in get_channel_layer().channels  # nothing left unread
+
+
+async def test_a_probe_the_layer_took_but_this_process_has_not_read_back_is_a_backlog() -> None:
+    probe = LayerProbe()
+    await probe.ping()
+    # Someone else reads the channel first: the probe was taken, and never comes back.
+    thief = asyncio.ensure_future(get_channel_layer().receive(probe._channel))
+    await asyncio.sleep(0)
+    with pytest.raises(Backlogged):
+        await probe.ping(timeout=0.2)
+    assert (await thief)["type"] == "probe"
