@@ -9,6 +9,7 @@ Close codes (htmx's ws extension reconnects only after 1006, 1011, 1012 and 1013
   1013  the channel layer failed during the handshake: try again later
 """
 
+import itertools
 import logging
 from typing import Any
 from urllib.parse import parse_qs
@@ -32,15 +33,21 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN_LATER = 1013
 
+_socket_ids = itertools.count(1)
+
 
 class RoomConsumer(AsyncWebsocketConsumer):
+    # No channel of its own: rooms/fanout.py delivers to this socket from the process's.
+    channel_layer_alias = None
     room: Room | None = None
+    memberships: tuple[str, ...] | list[str] = ()  # the groups it gets events from
     closing = False  # set once we close: frames still in flight are dropped
     caught_up_to = 0  # the newest message the catch-up sent (0: it sent none)
     _empty_composer = ""
 
     async def connect(self) -> None:
         self.user = self.scope["user"]
+        self.socket_id = f"{presence.SERVER_ID}:{next(_socket_ids)}"  # for presence rows
         # Accept before closing: a refused handshake reaches the browser as 1006,
         # which htmx retries forever; a 4xxx close after accepting stops it.
         await self.accept()
@@ -57,17 +64,17 @@ class RoomConsumer(AsyncWebsocketConsumer):
             log.info("socket refused: %s may not enter %r", self.user, slug)
             await self.close(CLOSE_NO_ROOM)
             return
-        self.groups = [
+        # Every event of this socket (its room's, its user's, its session's) comes through
+        # this process's one channel (rooms/fanout.py): a channel-layer member per socket
+        # cost O(N^2) per message in a room of N.
+        self.memberships = [
+            services.room_group(self.room.pk),
             services.user_group(self.user.pk),
             services.session_group(self.scope["session"].session_key),
         ]
         try:
-            # The room's own events come through this process's one subscription to the
-            # room (rooms/fanout.py): a channel-layer member per socket cost O(N^2) per
-            # message in a room of N.
-            await fanout.join(services.room_group(self.room.pk), self)
-            for group in self.groups:
-                await self.channel_layer.group_add(group, self.channel_name)
+            for group in self.memberships:
+                await fanout.join(group, self)
         except Exception:
             log.exception("socket for %s in %s: channel layer unavailable", self.user, slug)
             await self.close(CLOSE_TRY_AGAIN_LATER)
@@ -86,7 +93,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         sockets.open_sockets.add(self)
         presence.ensure_heartbeat()
         sockets.ensure_watchdog()
-        log.info("connected %s to %s (%s)", self.user, self.room, self.channel_name)
+        log.info("connected %s to %s (%s)", self.user, self.room, self.socket_id)
 
     def arrive(self, after: int | None) -> tuple[int, list[str], str]:
         """Record presence; return the id the catch-up ends at, the catch-up frames for this
@@ -96,7 +103,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         leaves, so it gets the whole online list once; a first connect has it already.
         """
         joined = ""
-        if presence.arrive(self.room, self.user, self.channel_name):
+        if presence.arrive(self.room, self.user, self.socket_id):
             joined = services.presence_fragment(self.room, self.user, "joined")
         missed = services.messages_after(self.room, after) if after is not None else []
         frames = [services.render_fragment("catch-up", messages=part) for part in _framed(missed)]
@@ -109,22 +116,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Presence first and the layer second: leaving must be recorded even when the
         # layer is down.
         sockets.open_sockets.discard(self)
+        left = ""
         if self.room is not None:
             log.info("disconnected %s from %s (code %s)", self.user, self.room, message["code"])
             left = await database_sync_to_async(self.depart)()
-            await fanout.leave(services.room_group(self.room.pk), self)
-            if left:
-                await services.abroadcast(services.room_group(self.room.pk), left)
-        for group in self.groups:
-            try:
-                await self.channel_layer.group_discard(group, self.channel_name)
-            except Exception:
-                log.warning("could not leave group %s (channel layer down)", group)
+        for group in self.memberships:
+            await fanout.leave(group, self)
+        if left:
+            await services.abroadcast(services.room_group(self.room.pk), left)
         raise StopConsumer
 
     def depart(self) -> str:
         """Forget this socket; the "left" announcement if it was the user's last one."""
-        if presence.depart(self.channel_name):
+        if presence.depart(self.socket_id):
             return services.presence_fragment(self.room, self.user, "left")
         return ""
 
@@ -193,30 +197,23 @@ class RoomConsumer(AsyncWebsocketConsumer):
         form = form or ComposerForm(initial=data)
         return services.render_fragment("composer", room=self.room, form=form, error=error)
 
-    # Channel-layer events ----------------------------------------------------------
+    # Events: from the client through dispatch(); from groups through rooms/fanout.py ----
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # The hot paths skip the per-event close_old_connections thread hop that channels
-        # adds: forwarding pre-rendered HTML touches no database, and a received frame
-        # reaches it only through database_sync_to_async, which closes stale
-        # connections itself.
-        if message["type"] == "room.html":
-            await self.room_html(message)
-            return
-        # Room events wait while this socket handles anything else, as they did in a
+        # Group events wait while this socket handles anything else, as they would in a
         # channel of its own: a new socket gets its catch-up first, a sender its
         # composer before its message.
         fanout.hold(self)
         try:
             if message["type"] == "websocket.receive":
+                # Skips the close_old_connections thread hop channels adds to every
+                # handler: a received frame reaches the database only through
+                # database_sync_to_async, which closes stale connections itself.
                 await self.websocket_receive(message)
             else:
                 await super().dispatch(message)
         finally:
             await fanout.release(self)
-
-    async def room_html(self, event: dict[str, Any]) -> None:
-        await self.room_events([event], event["html"])
 
     async def room_events(self, events: list[dict[str, Any]], html: str) -> None:
         """Room events, several in one frame when they came together (rooms/fanout.py);

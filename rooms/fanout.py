@@ -1,26 +1,29 @@
-"""Room fan-out within a process: one channel-layer subscription per room, not per socket.
+"""Group delivery within a process: one channel-layer channel per process, not per socket.
 
-A room event (a message, a presence change) is one pre-rendered string for everyone.
-Subscribed socket by socket, each of N members costs the layer a queue, a deep copy and a
-task per event, and the in-memory layer also rescans its channels on every receive: a
-message in a room of N took O(N^2) work (measured: README "Performance"). So a process
-subscribes once per room it has sockets in, on a channel of its own in the room's group,
-and hands each event to its sockets in order. Between processes, delivery still goes
-through the layer (Redis): every process with a socket in the room is subscribed.
+Every event a socket can get (a room's messages and presence, a user's private messages,
+a session's logout) is sent to a group, as one pre-rendered string for everyone in it.
+Subscribed socket by socket, each of N members cost the layer a queue, a deep copy and a
+task per event, and the in-memory layer also rescans every channel on every receive: a
+message in a room of N took O(N^2) work (measured: README "Performance"). So each
+process has one channel, adds it to every group one of its sockets is in, and hands
+each event to its sockets in that group, in order. Between processes, delivery still goes
+through the layer (Redis). An event names its group (`group_send` below adds it): the
+layer does not say which group an event came through.
 
 Events that queued up while the process was busy go out together, as one frame per socket
 (htmx swaps each out-of-band element of a frame in order): under load the frames, not
 the events, are what cost, so a burst costs one write per socket instead of one per event.
 A frame holds at most MAX_BATCH_CHARS of them: Daphne refuses to send a message over its
---websocket-max-message-size (64 KiB in the Procfile), and the consumer would crash.
+--websocket-max-message-size, and the consumer would crash.
 
 While a socket handles something else (its connect with the catch-up, a frame it
-received), its room events wait, as they did in a channel of its own: `hold()` and
+received), its events wait, as they did in a channel of its own: `hold()` and
 `release()` bracket each of its handlers.
 """
 
 import asyncio
 import logging
+from collections import defaultdict
 from typing import Any, Protocol
 
 from channels.consumer import get_handler_name
@@ -29,81 +32,117 @@ from channels.layers import get_channel_layer
 log = logging.getLogger(__name__)
 
 # Layers with group expiry (in-memory, core Redis: a day) drop a member added long ago;
-# a room's subscription lasts as long as it has sockets here, so it is renewed.
+# this process stays in a group as long as it has sockets in it, so it renews them.
 GROUP_RENEW_SECONDS = 3600
 MAX_BATCH_CHARS = 16 * 1024
 
 Event = dict[str, Any]
 
 
-class RoomSocket(Protocol):
+class GroupSocket(Protocol):
     async def room_events(self, events: list[Event], html: str) -> None:
         """Send `events` (all "room.html"); `html` is their HTML joined."""
 
 
-class _Room:
-    def __init__(self, group: str, held: dict[RoomSocket, list[Event]]) -> None:
+async def group_send(group: str, event: Event) -> None:
+    """Send `event` to every socket in `group`, in every process."""
+    await get_channel_layer().group_send(group, {**event, "group": group})
+
+
+class _Inbox:
+    """The one channel of an event loop (each test has its own loop) and its groups."""
+
+    def __init__(self) -> None:
         loop = asyncio.get_running_loop()
-        self.group = group
         self.layer = get_channel_layer()
-        self.sockets: dict[RoomSocket, None] = {}  # a dict: delivery in joining order
-        self.held = held
-        self.channel = ""
+        self.members: dict[str, dict[GroupSocket, None]] = {}  # dicts: joining order
+        self.subscribed: dict[str, asyncio.Future[None]] = {}
+        self.held: dict[GroupSocket, list[Event]] = {}
         self.pending: list[Event] = []
         self.wake = asyncio.Event()
-        self.ready: asyncio.Future[None] = loop.create_future()
+        self.channel: asyncio.Future[str] = loop.create_future()
         self.tasks = [
-            loop.create_task(self._receive(), name=f"fan-out {group}"),
-            loop.create_task(self._deliver(), name=f"fan-out {group} delivery"),
+            loop.create_task(self._receive(), name="fan-out"),
+            loop.create_task(self._deliver(), name="fan-out delivery"),
         ]
+
+    async def join(self, group: str, socket: GroupSocket) -> None:
+        channel = await asyncio.shield(self.channel)
+        self.members.setdefault(group, {})[socket] = None
+        if group not in self.subscribed:
+            add = self.layer.group_add(group, channel)
+            self.subscribed[group] = asyncio.ensure_future(add)
+        try:
+            await asyncio.shield(self.subscribed[group])
+        except Exception:
+            self.subscribed.pop(group, None)  # the next socket tries again
+            await self.leave(group, socket)
+            raise
+
+    async def leave(self, group: str, socket: GroupSocket) -> None:
+        self.held.pop(socket, None)
+        sockets = self.members.get(group, {})
+        sockets.pop(socket, None)
+        if sockets or group not in self.members:
+            return
+        # First: a socket joining meanwhile subscribes afresh.
+        del self.members[group]
+        self.subscribed.pop(group, None)
+        try:
+            await self.layer.group_discard(group, self.channel.result())
+        except Exception:
+            log.warning("fan-out: could not leave %s (channel layer down)", group)
 
     async def _receive(self) -> None:
         try:
-            self.channel = await self.layer.new_channel("room-fanout.")
-            await self.layer.group_add(self.group, self.channel)
+            channel = await self.layer.new_channel("fanout.")
         except Exception as error:
-            self.ready.set_exception(error)
+            self.channel.set_exception(error)
             return
-        self.ready.set_result(None)
-        renewed = asyncio.get_running_loop().time()
+        self.channel.set_result(channel)
+        loop = asyncio.get_running_loop()
+        renewed = loop.time()
         while True:
             try:
-                event = await self.layer.receive(self.channel)
+                event = await self.layer.receive(channel)
             except Exception:
-                log.exception("fan-out for %s: receive failed; retrying", self.group)
+                log.exception("fan-out: receive failed; retrying")
                 await asyncio.sleep(1)
                 continue
             self.pending.append(event)  # (not append(await ...): `pending` is swapped)
             self.wake.set()
-            if asyncio.get_running_loop().time() - renewed > GROUP_RENEW_SECONDS:
-                renewed = asyncio.get_running_loop().time()
-                await self.layer.group_add(self.group, self.channel)
+            if loop.time() - renewed > GROUP_RENEW_SECONDS:
+                renewed = loop.time()
+                for group in list(self.members):
+                    await self.layer.group_add(group, channel)
 
     async def _deliver(self) -> None:
         while True:
             await self.wake.wait()
             self.wake.clear()
             events, self.pending = self.pending, []
-            for run in _runs(events):
-                html = "".join(event["html"] for event in run) if _is_html(run[0]) else ""
-                for socket in tuple(self.sockets):
-                    waiting = self.held.get(socket)
-                    if waiting is not None:
-                        waiting.extend(run)
-                        continue
-                    try:
-                        await _send(socket, run, html)
-                    except Exception:
-                        log.exception("fan-out for %s: a socket failed to send", self.group)
+            by_group: defaultdict[str, list[Event]] = defaultdict(list)
+            for event in events:
+                by_group[event.pop("group", "")].append(event)
+            for group, group_events in by_group.items():
+                for run in _runs(group_events):
+                    await self._deliver_run(group, run)
 
-    async def close(self) -> None:
+    async def _deliver_run(self, group: str, run: list[Event]) -> None:
+        html = "".join(event["html"] for event in run) if _is_html(run[0]) else ""
+        for socket in tuple(self.members.get(group, ())):
+            waiting = self.held.get(socket)
+            if waiting is not None:
+                waiting.extend(run)
+                continue
+            try:
+                await _send(socket, run, html)
+            except Exception:
+                log.exception("fan-out for %s: a socket failed to send", group)
+
+    def close(self) -> None:
         for task in self.tasks:
             task.cancel()
-        if self.channel:
-            try:
-                await self.layer.group_discard(self.group, self.channel)
-            except Exception:
-                log.warning("fan-out for %s: could not leave the group (layer down)", self.group)
 
 
 def _is_html(event: Event) -> bool:
@@ -126,70 +165,53 @@ def _runs(events: list[Event]) -> list[list[Event]]:
     return runs
 
 
-async def _send(socket: RoomSocket, run: list[Event], html: str) -> None:
+async def _send(socket: GroupSocket, run: list[Event], html: str) -> None:
     if _is_html(run[0]):
         await socket.room_events(run, html)
         return
-    # Not sent to rooms today (services broadcasts "room.html" only); handled as the
-    # consumer would, by type, should that change.
-    handler = getattr(socket, get_handler_name(run[0]), None)
+    handler = getattr(socket, get_handler_name(run[0]), None)  # e.g. "socket.close"
     if handler is None:
         log.warning("fan-out: no handler for %r", run[0].get("type"))
     else:
         await handler(run[0])
 
 
-class _Fanout:
-    """The rooms of one event loop (each test has its own loop)."""
-
-    def __init__(self) -> None:
-        self.rooms: dict[str, _Room] = {}
-        self.held: dict[RoomSocket, list[Event]] = {}
+_inboxes: dict[asyncio.AbstractEventLoop, _Inbox] = {}
 
 
-_per_loop: dict[asyncio.AbstractEventLoop, _Fanout] = {}
-
-
-def _here() -> _Fanout:
+def _here() -> _Inbox:
     loop = asyncio.get_running_loop()
-    if loop not in _per_loop:
-        _per_loop[loop] = _Fanout()
-    return _per_loop[loop]
+    inbox = _inboxes.get(loop)
+    if inbox is None or inbox.layer is not get_channel_layer():  # tests swap layers
+        if inbox is not None:
+            inbox.close()
+        inbox = _inboxes[loop] = _Inbox()
+    return inbox
 
 
-async def join(group: str, socket: RoomSocket) -> None:
+async def join(group: str, socket: GroupSocket) -> None:
     """Deliver `group`'s events to `socket` from now on. Raises if the channel layer is
     unavailable (and the socket is then not a member)."""
     here = _here()
-    room = here.rooms.get(group)
-    if room is None or room.layer is not get_channel_layer():  # tests swap layers
-        room = here.rooms[group] = _Room(group, here.held)
-    room.sockets[socket] = None
     try:
-        await asyncio.shield(room.ready)
+        await here.join(group, socket)
     except Exception:
-        await leave(group, socket)
+        if here.channel.done() and here.channel.exception() is not None:
+            _inboxes.pop(asyncio.get_running_loop(), None)  # no channel: start afresh
+            here.close()
         raise
 
 
-async def leave(group: str, socket: RoomSocket) -> None:
-    here = _here()
-    here.held.pop(socket, None)
-    room = here.rooms.get(group)
-    if room is None:
-        return
-    room.sockets.pop(socket, None)
-    if not room.sockets:
-        del here.rooms[group]  # first: a socket joining meanwhile subscribes afresh
-        await room.close()
+async def leave(group: str, socket: GroupSocket) -> None:
+    await _here().leave(group, socket)
 
 
-def hold(socket: RoomSocket) -> None:
-    """Keep `socket`'s room events back until `release()`."""
+def hold(socket: GroupSocket) -> None:
+    """Keep `socket`'s events back until `release()`."""
     _here().held.setdefault(socket, [])
 
 
-async def release(socket: RoomSocket) -> None:
+async def release(socket: GroupSocket) -> None:
     """Send `socket` the events held back, in order; then deliver at once again."""
     held = _here().held
     waiting = held.get(socket)

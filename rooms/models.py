@@ -97,7 +97,7 @@ class Connection(models.Model):
     stop being refreshed and are ignored, then reaped, after CHAT_PRESENCE_TTL.
     """
 
-    channel_name = models.CharField(max_length=200, unique=True)
+    socket_id = models.CharField(max_length=200, unique=True)  # "<process>:<n>"
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="connections")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="connections"

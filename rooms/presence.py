@@ -34,33 +34,33 @@ class Departure:
     user: Any
 
 
-def _online_elsewhere(room_id: int, user_id: int, channel_name: str) -> bool:
+def _online_elsewhere(room_id: int, user_id: int, socket_id: str) -> bool:
     return (
         Connection.objects.filter(room_id=room_id, user_id=user_id, seen_at__gte=presence_cutoff())
-        .exclude(channel_name=channel_name)
+        .exclude(socket_id=socket_id)
         .exists()
     )
 
 
 @transaction.atomic
-def arrive(room: Room, user: Any, channel_name: str) -> bool:
+def arrive(room: Room, user: Any, socket_id: str) -> bool:
     """Record a new socket; True when it brings the user online in the room."""
-    first = not _online_elsewhere(room.pk, user.pk, channel_name)
+    first = not _online_elsewhere(room.pk, user.pk, socket_id)
     Connection.objects.update_or_create(
-        channel_name=channel_name,
+        socket_id=socket_id,
         defaults={"room": room, "user": user, "server": SERVER_ID, "seen_at": timezone.now()},
     )
     return first
 
 
 @transaction.atomic
-def depart(channel_name: str) -> bool:
+def depart(socket_id: str) -> bool:
     """Forget a closed socket; True when it was the user's last one in the room."""
-    connection = Connection.objects.filter(channel_name=channel_name).first()
+    connection = Connection.objects.filter(socket_id=socket_id).first()
     if connection is None:
         return False
     connection.delete()
-    return not _online_elsewhere(connection.room_id, connection.user_id, channel_name)
+    return not _online_elsewhere(connection.room_id, connection.user_id, socket_id)
 
 
 def heartbeat() -> list[Departure]:
@@ -77,7 +77,7 @@ def heartbeat() -> list[Departure]:
             pk=connection.pk, seen_at=connection.seen_at
         ).delete()
         key = (connection.room_id, connection.user_id)
-        if deleted and not _online_elsewhere(*key, connection.channel_name):
+        if deleted and not _online_elsewhere(*key, connection.socket_id):
             departures[key] = Departure(connection.room, connection.user)
     if stale:
         log.warning("reaped %d stale connections (their process stopped heartbeating)", len(stale))

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -20,7 +19,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from rooms import sockets
+from rooms import fanout, sockets
 from rooms.forms import ComposerForm
 from rooms.models import ROOM_SLUG_PATTERN, Message, PrivateMessage, Room
 
@@ -143,7 +142,7 @@ def session_group(session_key: str | None) -> str:
 def close_session_sockets(session_key: str, code: int) -> None:
     """Close every socket opened with this session (on logout), wherever it is served."""
     try:
-        async_to_sync(get_channel_layer().group_send)(
+        async_to_sync(fanout.group_send)(
             session_group(session_key), {"type": "socket.close", "code": code}
         )
     except Exception:
@@ -157,7 +156,7 @@ async def abroadcast(group: str, html: str, message_id: int | None = None) -> bo
     fetch what they missed when they reconnect.
     """
     try:
-        await get_channel_layer().group_send(
+        await fanout.group_send(
             group, {"type": "room.html", "html": html, "message_id": message_id}
         )
     except Exception as error:
@@ -297,7 +296,7 @@ def remove_member(room: Room, owner: Any, user: Any) -> None:
         raise PermissionError("only the owner removes members")
     room.members.remove(user)
     try:
-        async_to_sync(get_channel_layer().group_send)(
+        async_to_sync(fanout.group_send)(
             user_group(user.pk), {"type": "room.revoked", "room_id": room.pk}
         )
     except Exception:

@@ -1,5 +1,5 @@
-"""rooms/fanout.py: one subscription per room and process, events in order, held while a
-socket is busy, bursts joined into one frame."""
+"""rooms/fanout.py: one channel per process, a group member per process, not per socket;
+events in order, held while a socket is busy, bursts joined into one frame."""
 
 import asyncio
 from typing import Any
@@ -30,7 +30,7 @@ async def test_a_room_event_reaches_every_socket_through_one_layer_member() -> N
         await fanout.join("fanout-test.1", socket)
 
     assert len(layer.groups["fanout-test.1"]) == 1  # one member for the process, not one per socket
-    await layer.group_send("fanout-test.1", event("<p>1</p>"))
+    await fanout.group_send("fanout-test.1", event("<p>1</p>"))
     await asyncio.sleep(0.05)
     assert [socket.frames for socket in sockets] == [["<p>1</p>"]] * 3
 
@@ -43,8 +43,9 @@ async def test_events_keep_their_order_and_a_burst_goes_out_as_one_frame() -> No
     layer = get_channel_layer()
     socket = FakeSocket()
     await fanout.join("fanout-test.2", socket)
+    channel = fanout._here().channel.result()
     for i in range(5):  # queued before the fan-out gets to run: one burst
-        await layer.send(fanout._here().rooms["fanout-test.2"].channel, event(f"<p>{i}</p>", i))
+        await layer.send(channel, {**event(f"<p>{i}</p>", i), "group": "fanout-test.2"})
     await asyncio.sleep(0.05)
 
     assert "".join(socket.frames) == "".join(f"<p>{i}</p>" for i in range(5))
@@ -54,14 +55,13 @@ async def test_events_keep_their_order_and_a_burst_goes_out_as_one_frame() -> No
 
 
 async def test_a_held_socket_gets_its_events_on_release_in_order() -> None:
-    layer = get_channel_layer()
     busy, idle = FakeSocket(), FakeSocket()
     await fanout.join("fanout-test.3", idle)
     fanout.hold(busy)
     await fanout.join("fanout-test.3", busy)
-    await layer.group_send("fanout-test.3", event("<p>a</p>"))
+    await fanout.group_send("fanout-test.3", event("<p>a</p>"))
     await asyncio.sleep(0.05)
-    await layer.group_send("fanout-test.3", event("<p>b</p>"))
+    await fanout.group_send("fanout-test.3", event("<p>b</p>"))
     await asyncio.sleep(0.05)
 
     assert busy.frames == []
@@ -69,7 +69,7 @@ async def test_a_held_socket_gets_its_events_on_release_in_order() -> None:
     await fanout.release(busy)
     assert "".join(busy.frames) == "<p>a</p><p>b</p>"
 
-    await layer.group_send("fanout-test.3", event("<p>c</p>"))
+    await fanout.group_send("fanout-test.3", event("<p>c</p>"))
     await asyncio.sleep(0.05)
     assert "".join(busy.frames) == "<p>a</p><p>b</p><p>c</p>"  # delivered at once again
     for socket in (busy, idle):
@@ -77,11 +77,10 @@ async def test_a_held_socket_gets_its_events_on_release_in_order() -> None:
 
 
 async def test_rooms_are_separate() -> None:
-    layer = get_channel_layer()
     here, there = FakeSocket(), FakeSocket()
     await fanout.join("fanout-test.4", here)
     await fanout.join("fanout-test.5", there)
-    await layer.group_send("fanout-test.4", event("<p>4</p>"))
+    await fanout.group_send("fanout-test.4", event("<p>4</p>"))
     await asyncio.sleep(0.05)
 
     assert here.frames == ["<p>4</p>"] and there.frames == []
@@ -90,12 +89,11 @@ async def test_rooms_are_separate() -> None:
 
 
 async def test_a_socket_that_leaves_gets_nothing_more() -> None:
-    layer = get_channel_layer()
     staying, leaving = FakeSocket(), FakeSocket()
     await fanout.join("fanout-test.6", staying)
     await fanout.join("fanout-test.6", leaving)
     await fanout.leave("fanout-test.6", leaving)
-    await layer.group_send("fanout-test.6", event("<p>x</p>"))
+    await fanout.group_send("fanout-test.6", event("<p>x</p>"))
     await asyncio.sleep(0.05)
 
     assert staying.frames == ["<p>x</p>"] and leaving.frames == []
@@ -106,12 +104,40 @@ async def test_a_burst_is_split_into_frames_daphne_can_send() -> None:
     layer = get_channel_layer()
     socket = FakeSocket()
     await fanout.join("fanout-test.7", socket)
+    channel = fanout._here().channel.result()
     big = "x" * (fanout.MAX_BATCH_CHARS // 3)
     for i in range(10):
-        await layer.send(fanout._here().rooms["fanout-test.7"].channel, event(big, i))
+        await layer.send(channel, {**event(big, i), "group": "fanout-test.7"})
     await asyncio.sleep(0.05)
 
     assert len(socket.frames) >= 4
     assert all(len(frame) <= fanout.MAX_BATCH_CHARS for frame in socket.frames)
     assert [e["message_id"] for batch in socket.events for e in batch] == list(range(10))
     await fanout.leave("fanout-test.7", socket)
+
+
+class ClosableSocket(FakeSocket):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed: list[int] = []
+
+    async def socket_close(self, event: dict[str, Any]) -> None:
+        self.closed.append(event["code"])
+
+
+async def test_one_channel_serves_every_group_and_other_events_reach_their_handler() -> None:
+    layer = get_channel_layer()
+    socket = ClosableSocket()
+    await fanout.join("fanout-test.room", socket)
+    await fanout.join("fanout-test.session", socket)
+    channel = fanout._here().channel.result()
+    assert set(layer.groups["fanout-test.room"]) == {channel}
+    assert set(layer.groups["fanout-test.session"]) == {channel}
+
+    await fanout.group_send("fanout-test.room", event("<p>hi</p>"))
+    await fanout.group_send("fanout-test.session", {"type": "socket.close", "code": 4401})
+    await asyncio.sleep(0.05)
+    assert socket.frames == ["<p>hi</p>"]
+    assert socket.closed == [4401]
+    for group in ("fanout-test.room", "fanout-test.session"):
+        await fanout.leave(group, socket)

@@ -14,9 +14,9 @@ def room() -> Room:
     return Room.objects.create(slug="general")
 
 
-def age(channel_name: str) -> None:
+def age(socket_id: str) -> None:
     """Make a socket's row look like its process stopped heartbeating an hour ago."""
-    Connection.objects.filter(channel_name=channel_name).update(seen_at=timezone.now() - LONG_AGO)
+    Connection.objects.filter(socket_id=socket_id).update(seen_at=timezone.now() - LONG_AGO)
 
 
 def test_the_first_socket_brings_a_user_online_and_the_second_does_not(room, alice) -> None:
@@ -54,7 +54,7 @@ def test_a_stale_socket_does_not_keep_a_user_online(room, alice) -> None:
 def test_heartbeat_refreshes_this_process_rows_and_reaps_dead_ones(room, alice, bob) -> None:
     presence.arrive(room, alice, "mine")
     Connection.objects.create(
-        channel_name="dead-process", room=room, user=bob, server="gone:1",
+        socket_id="dead-process", room=room, user=bob, server="gone:1",
         seen_at=timezone.now() - LONG_AGO,
     )  # fmt: skip
     age("mine")  # ours is old too, but this process is alive: the heartbeat renews it
@@ -62,14 +62,14 @@ def test_heartbeat_refreshes_this_process_rows_and_reaps_dead_ones(room, alice, 
     departures = presence.heartbeat()
 
     assert [(d.room, d.user) for d in departures] == [(room, bob)]
-    assert list(Connection.objects.values_list("channel_name", flat=True)) == ["mine"]
+    assert list(Connection.objects.values_list("socket_id", flat=True)) == ["mine"]
     assert Connection.objects.get().seen_at > timezone.now() - timezone.timedelta(minutes=1)
 
 
 def test_heartbeat_reports_no_departure_for_a_user_still_online_elsewhere(room, alice) -> None:
     presence.arrive(room, alice, "mine")
     Connection.objects.create(
-        channel_name="dead-process", room=room, user=alice, server="gone:1",
+        socket_id="dead-process", room=room, user=alice, server="gone:1",
         seen_at=timezone.now() - LONG_AGO,
     )  # fmt: skip
     assert presence.heartbeat() == []
@@ -79,7 +79,7 @@ def test_heartbeat_reports_no_departure_for_a_user_still_online_elsewhere(room, 
 def test_forget_server_drops_only_this_process_rows(room, alice, bob) -> None:
     presence.arrive(room, alice, "mine")
     Connection.objects.create(
-        channel_name="theirs", room=room, user=bob, server="other:1", seen_at=timezone.now()
+        socket_id="theirs", room=room, user=bob, server="other:1", seen_at=timezone.now()
     )
     assert presence.forget_server() == 1
-    assert list(Connection.objects.values_list("channel_name", flat=True)) == ["theirs"]
+    assert list(Connection.objects.values_list("socket_id", flat=True)) == ["theirs"]

@@ -140,7 +140,7 @@ def test_visible_rooms_count_online_users_once_each_and_ignore_stale_sockets(
     presence.arrive(room, alice, "tab-2")
     presence.arrive(room, bob, "tab-3")
     presence.arrive(quiet, carol, "tab-4")
-    Connection.objects.filter(channel_name="tab-4").update(
+    Connection.objects.filter(socket_id="tab-4").update(
         seen_at=timezone.now() - timezone.timedelta(hours=1)
     )
     online = {r.slug: r.online for r in services.visible_rooms(alice)}
@@ -180,7 +180,12 @@ def test_post_message_stores_then_broadcasts_the_rendered_message(alice, listen)
     message = Message.objects.get()
     assert (message.room, message.author, message.body) == (room, alice, "hello <b>world</b>")
     event = receive(channel)
-    assert event == {"type": "room.html", "html": posted.html, "message_id": message.pk}
+    assert event == {
+        "type": "room.html",
+        "html": posted.html,
+        "message_id": message.pk,
+        "group": services.room_group(room.pk),  # each process routes it by that
+    }
     assert posted.delivered is True
     assert fragments.is_message_fragment(posted.html)
     assert fragments.message_ids(posted.html) == [message.pk]
@@ -278,7 +283,8 @@ def test_announcing_a_departure_removes_the_entry_and_counts_who_is_left(alice, 
 def test_logging_out_a_session_closes_its_sockets_wherever_they_are(listen) -> None:
     channel = listen(services.session_group("the-session-key"))
     services.close_session_sockets("the-session-key", 4401)
-    assert receive(channel) == {"type": "socket.close", "code": 4401}
+    group = services.session_group("the-session-key")
+    assert receive(channel) == {"type": "socket.close", "code": 4401, "group": group}
 
 
 def test_session_group_names_do_not_reveal_the_session_key() -> None:
@@ -309,7 +315,11 @@ def test_removing_a_member_revokes_their_open_sockets(alice, bob, listen) -> Non
     services.remove_member(room, alice, bob)
 
     assert not services.can_enter(room, bob)
-    assert receive(bobs_sockets) == {"type": "room.revoked", "room_id": room.pk}
+    assert receive(bobs_sockets) == {
+        "type": "room.revoked",
+        "room_id": room.pk,
+        "group": services.user_group(bob.pk),
+    }
 
 
 # Flood control ---------------------------------------------------------------------------
