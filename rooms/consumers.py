@@ -40,7 +40,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # No channel of its own: rooms/fanout.py delivers to this socket from the process's.
     channel_layer_alias = None
     room: Room | None = None
-    memberships: tuple[str, ...] | list[str] = ()  # the groups it gets events from
+    memberships: tuple[str, ...] = ()  # the groups it gets events from
     closing = False  # set once we close: frames still in flight are dropped
     caught_up_to = 0  # the newest message the catch-up sent (0: it sent none)
     _empty_composer = ""
@@ -67,11 +67,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # Every event of this socket (its room's, its user's, its session's) comes through
         # this process's one channel (rooms/fanout.py): a channel-layer member per socket
         # cost O(N^2) per message in a room of N.
-        self.memberships = [
+        self.memberships = (
             services.room_group(self.room.pk),
             services.user_group(self.user.pk),
             services.session_group(self.scope["session"].session_key),
-        ]
+        )
         try:
             for group in self.memberships:
                 await fanout.join(group, self)
@@ -216,8 +216,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await fanout.release(self)
 
     async def room_events(self, events: list[dict[str, Any]], html: str) -> None:
-        """Room events, several in one frame when they came together (rooms/fanout.py);
-        `html` is theirs joined. Messages the catch-up already held are left out."""
+        """HTML events of its groups (room messages and presence, private messages),
+        several in one frame when they came together (rooms/fanout.py); `html` is theirs
+        joined. Messages the catch-up already held are left out."""
         if self.closing:
             return  # we are closing it: nothing more goes out (and Daphne would refuse)
         if self.caught_up_to and any(_caught_up(e, self.caught_up_to) for e in events):

@@ -113,8 +113,14 @@ class _Inbox:
             self.wake.set()
             if loop.time() - renewed > GROUP_RENEW_SECONDS:
                 renewed = loop.time()
-                for group in list(self.members):
-                    await self.layer.group_add(group, channel)
+                await self._renew(channel)
+
+    async def _renew(self, channel: str) -> None:
+        try:
+            for group in list(self.members):
+                await self.layer.group_add(group, channel)
+        except Exception:
+            log.warning("fan-out: could not renew group memberships (channel layer down)")
 
     async def _deliver(self) -> None:
         while True:
