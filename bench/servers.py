@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 
-from e2e.servers import PROJECT_DIR, free_port, server_env, wait_for
+from e2e.servers import PROJECT_DIR, daphne_command, free_port, server_env, wait_for
 
 SERVER_NAMES = ("ours", "ours-redis", "tutorial", "ceiling")
 ROOM = "bench"
@@ -218,23 +218,7 @@ def start(
         module = "bench.tutorial" if kind == "tutorial" else "bench.ours_asgi"
         env = bench_env(db_path, redis_url if kind == "ours-redis" else "", app_dir, **overrides)
         cwd = app_dir or PROJECT_DIR
-        command = [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            # As the Procfile has it.
-            "--websocket-max-message-size",
-            str(1024 * 1024),
-            "--websocket-max-frame-size",
-            str(64 * 1024),
-            "--websocket_timeout",
-            "-1",
-            f"{module}:application",
-        ]
+        command = daphne_command(port, f"{module}:application")
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     server = Server(

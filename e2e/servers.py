@@ -113,6 +113,26 @@ def migrate(env: dict[str, str]) -> None:
     manage(env, "migrate")
 
 
+def daphne_command(port: int, application: str) -> list[str]:
+    """Daphne on 127.0.0.1:`port`, with the Procfile's WebSocket flags."""
+    return [
+        sys.executable,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--websocket-max-message-size",
+        str(1024 * 1024),  # outgoing too: a long catch-up needs room
+        "--websocket-max-frame-size",
+        str(64 * 1024),
+        "--websocket_timeout",
+        "-1",  # Daphne's default closes every socket after a day, with 1000
+        application,
+    ]
+
+
 class DaphneProcess:
     def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
         self.port = port
@@ -120,22 +140,7 @@ class DaphneProcess:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--websocket-max-message-size",
-                str(1024 * 1024),  # outgoing too: a long catch-up needs room
-                "--websocket-max-frame-size",
-                str(64 * 1024),
-                "--websocket_timeout",
-                "-1",  # Daphne's default closes every socket after a day, with 1000
-                "site_config.asgi:application",
-            ],
+            daphne_command(port, "site_config.asgi:application"),
             cwd=PROJECT_DIR,
             env=env,
             stdout=self._log,
