@@ -135,7 +135,7 @@ class _Inbox:
                     await self._deliver_run(group, run)
 
     async def _deliver_run(self, group: str, run: list[Event]) -> None:
-        html = "".join(event["html"] for event in run) if _is_html(run[0]) else ""
+        html = _joined_html(run)  # once for every socket
         for socket in tuple(self.members.get(group, ())):
             waiting = self.held.get(socket)
             if waiting is not None:
@@ -169,6 +169,10 @@ def _runs(events: list[Event]) -> list[list[Event]]:
             runs.append([event])
             size = html
     return runs
+
+
+def _joined_html(run: list[Event]) -> str:
+    return "".join(event["html"] for event in run) if _is_html(run[0]) else ""
 
 
 async def _send(socket: GroupSocket, run: list[Event], html: str) -> None:
@@ -225,7 +229,6 @@ async def release(socket: GroupSocket) -> None:
         events = waiting[:]
         del waiting[:]
         for run in _runs(events):
-            html = "".join(event["html"] for event in run) if _is_html(run[0]) else ""
-            await _send(socket, run, html)
+            await _send(socket, run, _joined_html(run))
     # No await between the last check and this: nothing can slip in between.
     held.pop(socket, None)
