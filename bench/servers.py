@@ -135,13 +135,9 @@ class Server:
 
     def trim(self) -> None:
         """Ours only: collect garbage and return free heap pages to the system."""
-        if self.name.startswith("ours"):
-            url = f"http://127.0.0.1:{self.port}/__bench__/trim"
-            with urllib.request.urlopen(url, timeout=30) as response:
-                response.read()
-
-    def renders(self, partial: str) -> int:
-        return self.stats().get("renders", {}).get(partial, 0)
+        url = f"http://127.0.0.1:{self.port}/__bench__/trim"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            response.read()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
