@@ -56,10 +56,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
         try:
-            # Rooms are created by opening their page, never by a bare socket.
-            self.room = await database_sync_to_async(services.enter_room)(
-                slug, self.user, create=False
-            )
+            # Never creates: rooms are made by a POST to the room list, not by a socket.
+            self.room = await database_sync_to_async(services.find_room)(slug, self.user)
         except (Room.DoesNotExist, ValueError):
             log.info("socket refused: %s may not enter %r", self.user, slug)
             await self.close(CLOSE_NO_ROOM)

@@ -6,10 +6,16 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from rooms.models import ROOM_SLUG_PATTERN, validate_room_slug
+from rooms.models import validate_room_slug
 
 PM_COMMAND = re.compile(r"\A/pm(?:\s+(?P<username>\S+))?(?:\s+(?P<text>.*))?\Z", re.DOTALL)
 MAX_LENGTH = settings.CHAT_MESSAGE_MAX_LENGTH
+
+
+# ROOM_SLUG_PATTERN for the browser's `pattern` attribute, which is compiled with the `v`
+# flag: there a "-" inside a class must be escaped, or the browser ignores the pattern.
+# It also lets through what RoomNameForm normalises: capitals and spaces around the name.
+ROOM_NAME_INPUT_PATTERN = r"\s*[A-Za-z0-9](?:[A-Za-z0-9\-]{0,48}[A-Za-z0-9])?\s*"
 
 
 class RoomNameForm(forms.Form):
@@ -17,13 +23,20 @@ class RoomNameForm(forms.Form):
         label="Room name",
         max_length=50,
         validators=[validate_room_slug],
-        widget=forms.TextInput(attrs={"placeholder": "e.g. general", "pattern": ROOM_SLUG_PATTERN}),
+        widget=forms.TextInput(
+            attrs={
+                "placeholder": "e.g. general",
+                "pattern": ROOM_NAME_INPUT_PATTERN,
+                "title": validate_room_slug.message,  # what the browser says on a mismatch
+            }
+        ),
     )
 
     private = forms.BooleanField(
         label="Members only",
         required=False,
-        help_text="A new room is private: only people you invite can find or enter it.",
+        help_text="Create a new room that only people you invite can find or enter "
+        "(the name must not be in use).",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -15,13 +15,34 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.core.paginator import Page, Paginator
+from django.db import IntegrityError, transaction
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from rooms import fanout, sockets
 from rooms.forms import ComposerForm
-from rooms.models import ROOM_SLUG_PATTERN, Message, PrivateMessage, Room
+from rooms.models import (
+    ROOM_SLUG_PATTERN,
+    Connection,
+    Message,
+    PrivateMessage,
+    Room,
+    validate_room_slug,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,39 +64,161 @@ def can_enter(room: Room, user: User) -> bool:
     return True
 
 
-def enter_room(slug: str, user: User, *, create: bool = True, private: bool = False) -> Room:
-    """The room at `slug` if `user` may be in it; a valid new slug creates the room
-    (public, or private to its owner with `private=True`).
+def is_room_name(slug: str) -> bool:
+    """Whether `slug` could name a room (whether or not one exists)."""
+    return ROOM_SLUG.fullmatch(slug) is not None
 
-    Raises Room.DoesNotExist both for a missing room (with create=False) and for one
-    the user may not enter, so that private rooms do not reveal they exist.
+
+def find_room(slug: str, user: User) -> Room:
+    """The room at `slug` if `user` may be in it. Never creates one.
+
+    Raises Room.DoesNotExist alike for an invalid name, a missing room and one the user
+    may not enter, so that private and staff rooms do not reveal they exist.
     """
-    if not ROOM_SLUG.fullmatch(slug):
-        raise Room.DoesNotExist(f"{slug!r} is not a room name")
-    if create:
-        visibility = Room.Visibility.PRIVATE if private else Room.Visibility.PUBLIC
-        room, _ = Room.objects.get_or_create(
-            slug=slug, defaults={"owner": user, "visibility": visibility}
-        )
-    else:
-        room = Room.objects.get(slug=slug)
-    if not can_enter(room, user):
-        raise Room.DoesNotExist(f"{user} may not enter {slug}")
+    room = Room.objects.filter(slug=slug).first() if is_room_name(slug) else None
+    if room is None or not can_enter(room, user):
+        raise Room.DoesNotExist(f"no room {slug!r} that {user} may enter")
     return room
 
 
+class RoomNotCreated(Exception):
+    """Why create_room refused; its text is shown to the user as it is."""
+
+    status = 400
+
+
+class RoomNameInvalid(RoomNotCreated):
+    pass
+
+
+class RoomNameTaken(RoomNotCreated):
+    # One message for every taken name, whoever may see the room: saying more (e.g.
+    # "it is private") would reveal a room the user may not know of.
+    status = 409
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"There is already a room named #{name}: choose another name for a new room."
+        )
+
+
+class RoomLimitReached(RoomNotCreated):
+    status = 429
+
+
+def create_room(name: str, owner: Any, *, private: bool) -> Room:
+    """A new room named `name`, owned by `owner`: public, or members only (`private`).
+
+    Raises RoomNameInvalid, RoomNameTaken (whatever the existing room's visibility) or
+    RoomLimitReached (more than CHAT_ROOMS_PER_USER_PER_DAY in the last 24 hours; staff
+    are exempt). An existing room is never returned instead.
+    """
+    if not is_room_name(name):
+        raise RoomNameInvalid(validate_room_slug.message)
+    if Room.objects.filter(slug=name).exists():
+        raise RoomNameTaken(name)
+    visibility = Room.Visibility.PRIVATE if private else Room.Visibility.PUBLIC
+    try:
+        with transaction.atomic():
+            if not owner.is_staff:
+                _check_daily_room_limit(owner)
+            room = Room.objects.create(slug=name, owner=owner, visibility=visibility)
+    except IntegrityError:  # someone took the name since the check above
+        if Room.objects.filter(slug=name).exists():
+            raise RoomNameTaken(name) from None
+        raise
+    log.info("%s created %s room %s", owner, visibility, room)
+    return room
+
+
+def _check_daily_room_limit(owner: Any) -> None:
+    # Serialised per user: PostgreSQL locks the user's row until the room is stored;
+    # SQLite's IMMEDIATE transactions hold the write lock from the start anyway.
+    list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk"))
+    limit = settings.CHAT_ROOMS_PER_USER_PER_DAY
+    since = timezone.now() - timezone.timedelta(days=1)
+    recent = list(
+        Room.objects.filter(owner=owner, created_at__gte=since)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:limit]
+    )
+    if len(recent) >= limit:
+        free_at = timezone.localtime(recent[-1] + timezone.timedelta(days=1))
+        raise RoomLimitReached(
+            f"You have created {limit} rooms in the last 24 hours, the most allowed: "
+            f"you can create another after {free_at:%Y-%m-%d %H:%M} {free_at:%Z}."
+        )
+
+
+def open_room_by_name(name: str, user: Any, *, private: bool) -> Room:
+    """What the room list's form does: open the room called `name`, creating it when
+    there is none. A members-only request always creates: an existing room, even one of
+    the user's own, is never taken for a new private one (RoomNameTaken instead)."""
+    if not private:
+        try:
+            return find_room(name, user)
+        except Room.DoesNotExist:
+            pass
+    return create_room(name, user, private=private)
+
+
+def _is_member(user: User) -> Exists:
+    return Exists(Room.members.through.objects.filter(room_id=OuterRef("pk"), user_id=user.pk))
+
+
+def _visible_to(user: User) -> Q:
+    visible = Q(visibility=Room.Visibility.PUBLIC) | Q(
+        Q(owner_id=user.pk) | _is_member(user), visibility=Room.Visibility.PRIVATE
+    )
+    if user.is_staff:
+        visible |= Q(visibility=Room.Visibility.STAFF)
+    return visible
+
+
+def _is_in(user: User) -> Q:
+    """A user is "in" a room they own, are a member of, or have posted in."""
+    return (
+        Q(owner_id=user.pk)
+        | _is_member(user)
+        | Exists(Message.objects.filter(room_id=OuterRef("pk"), author_id=user.pk))
+    )
+
+
 def visible_rooms(user: User) -> QuerySet[Room]:
-    """Rooms the user may enter, each annotated with `online`: users connected now."""
-    rooms = Room.objects.all()
-    if not user.is_staff:
-        rooms = rooms.exclude(visibility=Room.Visibility.STAFF)
-    rooms = rooms.filter(
-        ~Q(visibility=Room.Visibility.PRIVATE) | Q(owner=user) | Q(members=user)
-    ).distinct()
-    fresh = Q(connections__seen_at__gte=presence_cutoff())
-    online = Count("connections__user", filter=fresh, distinct=True)
-    # Meta.ordering does not apply to an aggregating query: order explicitly.
-    return rooms.annotate(online=online).order_by("slug")
+    """Rooms the user may enter, the ones they are in first (`is_in`), then by name;
+    each annotated with `online`: users connected now.
+
+    No joins and no grouping over the outer query: every annotation is a subquery per
+    room, so a page of it costs one query however many rooms there are.
+    """
+    online = (
+        Connection.objects.filter(room_id=OuterRef("pk"), seen_at__gte=presence_cutoff())
+        .order_by()
+        .values("room_id")
+        .annotate(users=Count("user_id", distinct=True))
+        .values("users")
+    )
+    return (
+        Room.objects.filter(_visible_to(user))
+        .annotate(
+            # CASE, not the bare condition: "owner_id = me" is NULL for an ownerless
+            # room, and PostgreSQL sorts NULL before true in descending order.
+            is_in=Case(When(_is_in(user), then=True), default=False, output_field=BooleanField()),
+            online=Coalesce(Subquery(online), 0),
+        )
+        .order_by(F("is_in").desc(), "slug")
+    )
+
+
+def rooms_user_is_in(user: User, limit: int) -> list[Room]:
+    """The first `limit` rooms the user is in, by name (the room page's sidebar)."""
+    return list(visible_rooms(user).filter(is_in=True)[:limit])
+
+
+def room_list_page(user: User, number: str | int | None) -> Page:
+    """One page of visible_rooms; raises InvalidPage for a page that is not there."""
+    paginator = Paginator(visible_rooms(user), settings.CHAT_ROOMS_PAGE_SIZE)
+    return paginator.page(number or 1)
 
 
 def presence_cutoff() -> Any:

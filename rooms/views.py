@@ -3,6 +3,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import InvalidPage
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,11 +15,14 @@ from rooms.forms import ComposerForm, InviteForm, PrivateMessageForm, RoomNameFo
 from rooms.models import Room
 
 TOO_FAST = "You are sending messages too fast. Wait a moment, then send again."
+# The room page's sidebar lists at most this many of the user's rooms ("All rooms…" has
+# the rest): a page's size must not grow with how many rooms someone is in.
+SIDEBAR_ROOMS = 20
 
 
-def _room_or_404(slug: str, user: Any, *, create: bool = True) -> Room:
+def _room_or_404(slug: str, user: Any) -> Room:
     try:
-        return services.enter_room(slug, user, create=create)
+        return services.find_room(slug, user)
     except Room.DoesNotExist:
         raise Http404("No such room.") from None
 
@@ -26,32 +30,48 @@ def _room_or_404(slug: str, user: Any, *, create: bool = True) -> Room:
 @login_required
 @require_http_methods(["GET", "POST"])
 def room_list(request: HttpRequest) -> HttpResponse:
+    """The rooms the user may enter, a page at a time, and the form that opens or
+    creates one by name (the only way rooms are made: a POST)."""
     form = RoomNameForm(request.POST or None)
+    status = 400 if form.is_bound else 200
     if form.is_valid():
         try:
-            room = services.enter_room(
+            room = services.open_room_by_name(
                 form.cleaned_data["name"], request.user, private=form.cleaned_data["private"]
             )
-        except Room.DoesNotExist:
-            form.add_error("name", "That room is private: ask its owner to invite you.")
+        except services.RoomNotCreated as refusal:
+            form.add_error("name", str(refusal))
+            status = refusal.status
         else:
             return redirect(room)
-    rooms = services.visible_rooms(request.user)
-    status = 400 if form.is_bound else 200
-    return render(request, "rooms/room_list.html", {"rooms": rooms, "form": form}, status=status)
+    try:
+        page = services.room_list_page(request.user, request.GET.get("page"))
+    except InvalidPage:
+        raise Http404("No such page of rooms.") from None
+    return render(request, "rooms/room_list.html", {"page": page, "form": form}, status=status)
 
 
 @login_required
 @require_GET
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    return _render_room(request, _room_or_404(slug, request.user), ComposerForm())
+    """The room; for a valid name with no room this user may enter, a 404 page that
+    offers to create it. That page is the same whether the room is missing or private
+    (or staff only): nothing tells them apart."""
+    if not services.is_room_name(slug):
+        raise Http404("No such room.")
+    try:
+        room = services.find_room(slug, request.user)
+    except Room.DoesNotExist:
+        context = {"name": slug, "form": RoomNameForm(initial={"name": slug})}
+        return render(request, "rooms/room_create.html", context, status=404)
+    return _render_room(request, room, ComposerForm())
 
 
 @login_required
 @require_POST
 def post_message(request: HttpRequest, slug: str) -> HttpResponse:
     """The composer without JavaScript: post, then back to the room (POST/redirect/GET)."""
-    room = _room_or_404(slug, request.user, create=False)
+    room = _room_or_404(slug, request.user)
     if not services.rate_limiter.allow(request.user.pk):
         form = ComposerForm(initial={"body": request.POST.get("body", "")})
         return _render_room(request, room, form, error=TOO_FAST, status=429)
@@ -77,7 +97,7 @@ def _render_room(
         "messages": messages,
         "last_message_id": messages[-1].pk if messages else 0,
         "online_users": services.online_users(room),
-        "rooms": services.visible_rooms(request.user),
+        "my_rooms": services.rooms_user_is_in(request.user, SIDEBAR_ROOMS),
         "form": form,
         "error": error,
         "members": room.members.order_by("username") if is_owner else None,

@@ -187,6 +187,9 @@ CHAT_PRESENCE_TTL = int(os.environ.get("CHAT_PRESENCE_TTL", "60"))
 CHAT_PRESENCE_HEARTBEAT = CHAT_PRESENCE_TTL / 3
 # How often each process checks the channel layer, to resync its sockets after an outage.
 CHAT_LAYER_CHECK_SECONDS = float(os.environ.get("CHAT_LAYER_CHECK_SECONDS", "2"))
+# Rooms: how many a user (not staff) may create in 24 hours, and rooms per list page.
+CHAT_ROOMS_PER_USER_PER_DAY = int(os.environ.get("CHAT_ROOMS_PER_USER_PER_DAY", "10"))
+CHAT_ROOMS_PAGE_SIZE = int(os.environ.get("CHAT_ROOMS_PAGE_SIZE", "50"))
 
 LOGGING = {
     "version": 1,

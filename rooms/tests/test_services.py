@@ -53,57 +53,62 @@ def assert_nothing_pending(channel: str) -> None:
     assert receive(channel) == {"type": "test.marker"}
 
 
-# Entering rooms --------------------------------------------------------------------------
+# Finding and creating rooms (more in test_rooms_creation.py) ----------------------------
 
 
-def test_entering_a_new_valid_slug_creates_a_public_room_owned_by_the_user(alice) -> None:
-    room = services.enter_room("general", alice)
+def test_creating_a_room_makes_it_public_and_owned_by_the_user(alice) -> None:
+    room = services.create_room("general", alice, private=False)
     assert (room.slug, room.visibility, room.owner) == ("general", Room.Visibility.PUBLIC, alice)
+    assert services.find_room("general", alice) == room
 
 
-def test_entering_with_private_creates_a_members_only_room(alice) -> None:
-    room = services.enter_room("secret", alice, private=True)
+def test_creating_a_private_room_makes_it_members_only(alice, bob) -> None:
+    room = services.create_room("secret", alice, private=True)
     assert room.visibility == Room.Visibility.PRIVATE
     assert services.can_enter(room, alice)
+    assert not services.can_enter(room, bob)
 
 
-def test_entering_an_existing_room_changes_nothing_about_it(alice, bob) -> None:
+def test_creating_an_existing_room_is_refused_and_changes_nothing_about_it(alice, bob) -> None:
     existing = Room.objects.create(slug="general", owner=alice)
-    room = services.enter_room("general", bob, private=True)
-    assert room == existing
-    assert (room.owner, room.visibility) == (alice, Room.Visibility.PUBLIC)
+    with pytest.raises(services.RoomNameTaken):
+        services.create_room("general", bob, private=True)
+    assert list(Room.objects.all()) == [existing]
+    assert (existing.owner, existing.visibility) == (alice, Room.Visibility.PUBLIC)
 
 
 @pytest.mark.parametrize(
     "slug", ["", "General", "-x", "x-", "a_b", "a b", "../x", "x" * 51, "room.1", "é"]
 )
-def test_entering_an_invalid_slug_is_refused_and_creates_nothing(alice, slug: str) -> None:
+def test_an_invalid_name_is_neither_found_nor_created(alice, slug: str) -> None:
     with pytest.raises(Room.DoesNotExist):
-        services.enter_room(slug, alice)
+        services.find_room(slug, alice)
+    with pytest.raises(services.RoomNameInvalid):
+        services.create_room(slug, alice, private=False)
     assert not Room.objects.exists()
 
 
-def test_entering_a_missing_room_without_create_is_refused(alice) -> None:
+def test_finding_a_missing_room_is_refused_and_creates_nothing(alice) -> None:
     with pytest.raises(Room.DoesNotExist):
-        services.enter_room("nowhere", alice, create=False)
+        services.find_room("nowhere", alice)
     assert not Room.objects.exists()
 
 
 def test_a_private_room_admits_its_owner_and_members_only(alice, bob, carol) -> None:
     room = Room.objects.create(slug="secret", owner=alice, visibility=Room.Visibility.PRIVATE)
     room.members.add(bob)
-    assert services.enter_room("secret", alice) == room
-    assert services.enter_room("secret", bob) == room
+    assert services.find_room("secret", alice) == room
+    assert services.find_room("secret", bob) == room
     with pytest.raises(Room.DoesNotExist):
-        services.enter_room("secret", carol)
+        services.find_room("secret", carol)
 
 
 def test_a_staff_room_admits_staff_only(make_user) -> None:
     Room.objects.create(slug="ops", visibility=Room.Visibility.STAFF)
     staff, member = make_user("sam", is_staff=True), make_user("mo")
-    assert services.enter_room("ops", staff).slug == "ops"
+    assert services.find_room("ops", staff).slug == "ops"
     with pytest.raises(Room.DoesNotExist):
-        services.enter_room("ops", member)
+        services.find_room("ops", member)
 
 
 def test_anonymous_and_inactive_users_may_enter_nothing(make_user) -> None:
@@ -124,7 +129,7 @@ def test_visible_rooms_hide_private_and_staff_rooms_from_outsiders(alice, bob, m
 
 
 def test_visible_rooms_are_listed_by_name(alice) -> None:
-    # Django drops Meta.ordering from aggregating queries: the order must be explicit.
+    # alice is in none of them (see test_rooms_creation.py for the rooms she is in first).
     slugs = ["kilo", "alpha", "zulu", "echo", "bravo", "yankee", "delta", "mike"]
     for slug in slugs:
         Room.objects.create(slug=slug)
