@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from rooms import fanout, presence, services, sockets
 from rooms.forms import ComposerForm, FrameError, decode_composer_frame
@@ -42,7 +43,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     room: Room | None = None
     memberships: tuple[str, ...] = ()  # the groups it gets events from
     closing = False  # set once we close: frames still in flight are dropped
-    caught_up_to = 0  # the newest message the catch-up sent (0: it sent none)
+    caught_up_to = 0  # the room's cursor the catch-up brought the page to
     _empty_composer = ""
 
     async def connect(self) -> None:
@@ -77,58 +78,64 @@ class RoomConsumer(AsyncWebsocketConsumer):
             log.exception("socket for %s in %s: channel layer unavailable", self.user, slug)
             await self.close(CLOSE_TRY_AGAIN_LATER)
             return
-        # Anything posted after the last message this page shows (the client says which,
-        # in ?after=): sent now, and skipped when its live copy arrives below.
-        after = _int_param(self.scope, "after")
-        self.caught_up_to, catch_up, joined = await database_sync_to_async(self.arrive)(after)
-        if joined:
-            # Broadcast from here, not from the database thread: every socket's database
-            # work waits in that one thread, and it would wait for this event loop too,
-            # which is busiest exactly when many sockets connect.
-            await services.abroadcast(services.room_group(self.room.pk), joined)
-        for frame in catch_up:
-            await self.send(text_data=frame)
+        # Presence first, so that the online list the catch-up ends with includes this user.
+        await presence.arrived(self.room, self.user, self.socket_id)
+        await self.catch_up()
         sockets.open_sockets.add(self)
         presence.ensure_heartbeat()
         sockets.ensure_watchdog()
         log.info("connected %s to %s (%s)", self.user, self.room, self.socket_id)
 
-    def arrive(self, after: int | None) -> tuple[int, list[str], str]:
-        """Record presence; return the id the catch-up ends at, the catch-up frames for this
-        socket alone, and the "joined" announcement for the room (empty if already online).
+    async def catch_up(self) -> None:
+        """Bring the page up to date, on every connect (first or not): what changed after
+        its cursor (?after=, and ?have= for what it holds past a gap, static/js/chat.js),
+        then who is online now. Sent before any live event (they are held meanwhile), and
+        a live copy of anything sent here is skipped (`caught_up_to`).
 
-        A reconnecting page (chat.js adds ?resync=1) may also have missed joins and
-        leaves, so it gets the whole online list once; a first connect has it already.
+        Read after joining the groups: whatever happens later reaches this socket live.
+        A catch-up too long to be worth it tells the page to reload instead.
         """
-        joined = ""
-        if presence.arrive(self.room, self.user, self.socket_id):
-            joined = services.presence_fragment(self.room, self.user, "joined")
-        missed = services.messages_after(self.room, after) if after is not None else []
-        frames = [services.render_fragment("catch-up", messages=part) for part in _framed(missed)]
-        if _int_param(self.scope, "resync"):
-            online = services.online_users(self.room)
-            frames.append(services.render_fragment("online-users", online_users=online))
-        return (missed[-1].pk if missed else after or 0), frames, joined
+        after = max(_int_param(self.scope, "after") or 0, 0)
+        have = _int_set_param(self.scope, "have", limit=settings.CHAT_CATCHUP_LIMIT)
+        state = await database_sync_to_async(services.catch_up)(self.room, after, have)
+        self.caught_up_to = state.cursor
+        if state.too_long:
+            await self.send(text_data=await self.render("catch-up-gap", missed=state.missed))
+        else:
+            position = min(after, state.cursor)
+            while position < state.cursor:
+                page = await database_sync_to_async(services.messages_between)(
+                    self.room, position, state.cursor, have, limit=CATCH_UP_PAGE
+                )
+                if not page:
+                    break
+                for frame in _framed(page):
+                    await self.send(text_data=await self.render("catch-up", messages=frame))
+                position = page[-1].seq
+        # The cursor and the online list: a page rendered before someone's socket opened
+        # and whose own socket opened after their "joined" went out would miss them.
+        await self.send(text_data=await database_sync_to_async(self.settled_state)(state.cursor))
+
+    @database_sync_to_async
+    def render(self, partial: str, **context: Any) -> str:
+        return services.render_fragment(partial, room=self.room, **context)
+
+    def settled_state(self, cursor: int) -> str:
+        online = presence.online_users(self.room)
+        return services.render_fragment(
+            "caught-up", room=self.room, cursor=cursor, online_users=online
+        )
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         # Presence first and the layer second: leaving must be recorded even when the
         # layer is down.
         sockets.open_sockets.discard(self)
-        left = ""
         if self.room is not None:
             log.info("disconnected %s from %s (code %s)", self.user, self.room, message["code"])
-            left = await database_sync_to_async(self.depart)()
+            await presence.departed(self.room, self.user, self.socket_id)
         for group in self.memberships:
             await fanout.leave(group, self)
-        if left:
-            await services.abroadcast(services.room_group(self.room.pk), left)
         raise StopConsumer
-
-    def depart(self) -> str:
-        """Forget this socket; the "left" announcement if it was the user's last one."""
-        if presence.depart(self.socket_id):
-            return services.presence_fragment(self.room, self.user, "left")
-        return ""
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.room is None or self.closing:
@@ -219,7 +226,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         joined. Messages the catch-up already held are left out."""
         if self.closing:
             return  # we are closing it: nothing more goes out (and Daphne would refuse)
-        if self.caught_up_to and any(_caught_up(e, self.caught_up_to) for e in events):
+        if any(_caught_up(e, self.caught_up_to) for e in events):
             html = "".join(e["html"] for e in events if not _caught_up(e, self.caught_up_to))
         if html:
             await self.send(text_data=html)
@@ -237,10 +244,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
 
 def _caught_up(event: dict[str, Any], caught_up_to: int) -> bool:
-    message_id = event.get("message_id")
-    return message_id is not None and message_id <= caught_up_to
+    seq = event.get("seq")
+    return seq is not None and seq <= caught_up_to
 
 
+# The catch-up reads this many messages at a time, so that a long one never holds all
+# of them (nor their HTML) in memory at once.
+CATCH_UP_PAGE = 50
 # Daphne refuses to send a message over --websocket-max-message-size (1 MiB in the
 # Procfile): a long catch-up goes out in several frames, each well under it.
 CATCH_UP_FRAME_CHARS = 256 * 1024
@@ -258,6 +268,15 @@ def _framed(messages: list[Any]) -> list[list[Any]]:
         frames[-1].append(message)
         size += cost
     return frames
+
+
+def _int_set_param(scope: dict[str, Any], name: str, *, limit: int) -> frozenset[int]:
+    """`?name=1,2,3` as a set of at most `limit` non-negative ints (the rest ignored)."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin1")).get(name)
+    items = values[0].split(",")[:limit] if values else []
+    return frozenset(
+        int(item) for item in items if item.isascii() and item.isdigit() and len(item) <= 18
+    )
 
 
 def _int_param(scope: dict[str, Any], name: str) -> int | None:

@@ -1,6 +1,9 @@
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import RegexValidator
-from django.db import models
+from django.db import models, transaction
+from django.db.models import F
 from django.urls import reverse
 
 # A room's slug is its name and its address, and it becomes part of channel-layer
@@ -36,6 +39,11 @@ class Room(models.Model):
         help_text="Who may enter a private room (the owner always may).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # The room's change counter: every message (and, later, every change to one) takes
+    # the next number under this row's lock, in the transaction that stores it. So
+    # numbers commit in order, and a reader that sees N committed has seen 1..N-1 too:
+    # the cursor a page catches up from (services.post_message, README "Nothing lost").
+    last_seq = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["slug"]
@@ -46,9 +54,14 @@ class Room(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("rooms:detail", args=[self.slug])
 
-    @property
-    def group_name(self) -> str:
-        return f"room.{self.pk}"
+    @staticmethod
+    def take_seq(room_id: int) -> int:
+        """The room's next sequence number. Call inside the transaction that stores the
+        change: the UPDATE holds the room's row lock until that transaction ends, so the
+        next writer waits, and numbers commit in the order they are taken."""
+        rooms = Room.objects.filter(pk=room_id)
+        rooms.update(last_seq=F("last_seq") + 1)
+        return rooms.values_list("last_seq", flat=True).get()
 
 
 class Message(models.Model):
@@ -58,15 +71,28 @@ class Message(models.Model):
     )
     body = models.TextField(max_length=settings.CHAT_MESSAGE_MAX_LENGTH)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Its place in the room's sequence (Room.last_seq). Not the id: ids are taken at
+    # insert and can commit out of order on PostgreSQL, so "after id N" could skip one.
+    seq = models.PositiveBigIntegerField(editable=False)
 
     class Meta:
-        # The primary key is the room's sequence: ids only grow, so "after id N" is
-        # exactly what a client that has seen N is missing.
         ordering = ["id"]
-        indexes = [models.Index(fields=["room", "id"])]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.author} in {self.room}: {self.body[:40]}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Every way a message is stored (services, the admin, a command, a test) takes
+        # its number here, in the same transaction as the insert.
+        if self.seq is not None:
+            super().save(*args, **kwargs)
+            return
+        with transaction.atomic():
+            self.seq = Room.take_seq(self.room_id)
+            super().save(*args, **kwargs)
 
 
 class PrivateMessage(models.Model):
@@ -104,6 +130,9 @@ class Connection(models.Model):
     )
     server = models.CharField(max_length=100, db_index=True)
     seen_at = models.DateTimeField(db_index=True)
+    # When the socket closed: the user still counts as online for the grace period
+    # after it (rooms/presence.py), so that a reconnect is not a leave and a join.
+    departed_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.user} in {self.room} via {self.server}"

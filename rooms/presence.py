@@ -1,10 +1,21 @@
-"""Who is online where, correct across any number of server processes.
+"""Who is online where, correct across any number of server processes: the one module
+that reads and writes Connection rows and announces joins and leaves.
 
-Every open socket is a Connection row. A user is online in a room while at least one
-of their rows there is fresh. Each process refreshes its own rows every
-CHAT_PRESENCE_HEARTBEAT seconds, so the rows of a process that died without cleaning
-up go stale after CHAT_PRESENCE_TTL and are reaped by whichever process looks next:
-ghosts last at most one TTL plus one heartbeat.
+Every open socket is a Connection row. A user is online in a room while at least one of
+their rows there is fresh (its process heartbeats it every CHAT_PRESENCE_HEARTBEAT
+seconds) and is open, or closed less than CHAT_PRESENCE_LEAVE_GRACE seconds ago.
+
+Two things keep the room's log readable whatever clients do:
+- A leave counts only once the user has been gone for the grace period: a closed socket
+  marks its row departed, and the row is settled (deleted, "left" announced if it was the
+  user's last) after the grace. A reload, a reconnect or a hand-over to another process
+  within the grace shows nothing at all, and a client that connects and disconnects in a
+  loop cannot fill everyone's log with lines.
+- Announcements are collected per room and sent once per CHAT_PRESENCE_TICK as one
+  fragment: N people joining at once cost each socket a few frames, not N.
+
+The rows of a process that died stop being refreshed and are reaped, with a "left" line,
+by whichever process heartbeats next: ghosts last at most one TTL plus one heartbeat.
 """
 
 import asyncio
@@ -12,83 +23,274 @@ import logging
 import os
 import socket
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from rooms import services
 from rooms.models import Connection, Room
-from rooms.services import announce_presence, presence_cutoff
 
 log = logging.getLogger(__name__)
 
 SERVER_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
+Event = Literal["joined", "left"]
+
 
 @dataclass(frozen=True)
-class Departure:
+class Change:
     room: Room
     user: Any
+    event: Event
 
 
-def _online_elsewhere(room_id: int, user_id: int, socket_id: str) -> bool:
+# Reading ------------------------------------------------------------------------------
+
+
+def _cutoffs() -> tuple[datetime, datetime]:
+    """(rows refreshed before this are stale, rows departed before this are gone)"""
+    now = timezone.now()
     return (
-        Connection.objects.filter(room_id=room_id, user_id=user_id, seen_at__gte=presence_cutoff())
-        .exclude(socket_id=socket_id)
-        .exists()
+        now - timezone.timedelta(seconds=settings.CHAT_PRESENCE_TTL),
+        now - timezone.timedelta(seconds=settings.CHAT_PRESENCE_LEAVE_GRACE),
     )
+
+
+def _online(rows: QuerySet[Connection]) -> QuerySet[Connection]:
+    stale, gone = _cutoffs()
+    return rows.filter(
+        Q(seen_at__gte=stale) & (Q(departed_at__isnull=True) | Q(departed_at__gte=gone))
+    )
+
+
+def online_users(room: Room) -> list[Any]:
+    online = _online(room.connections.all()).values("user_id")
+    return list(get_user_model().objects.filter(pk__in=online).order_by("username"))
+
+
+def online_count(room: Room) -> int:
+    return _online(room.connections.all()).values("user").distinct().count()
+
+
+def _is_online(room_id: int, user_id: int) -> bool:
+    return _online(Connection.objects.filter(room_id=room_id, user_id=user_id)).exists()
+
+
+# Writing ------------------------------------------------------------------------------
 
 
 @transaction.atomic
 def arrive(room: Room, user: Any, socket_id: str) -> bool:
-    """Record a new socket; True when it brings the user online in the room."""
-    first = not _online_elsewhere(room.pk, user.pk, socket_id)
+    """Record a new socket; True when it brings the user online in the room (they were
+    not online, nor gone for less than the grace period)."""
+    first = not _is_online(room.pk, user.pk)
     Connection.objects.update_or_create(
         socket_id=socket_id,
-        defaults={"room": room, "user": user, "server": SERVER_ID, "seen_at": timezone.now()},
+        defaults={
+            "room": room,
+            "user": user,
+            "server": SERVER_ID,
+            "seen_at": timezone.now(),
+            "departed_at": None,
+        },
     )
     return first
 
 
-@transaction.atomic
 def depart(socket_id: str) -> bool:
-    """Forget a closed socket; True when it was the user's last one in the room."""
-    connection = Connection.objects.filter(socket_id=socket_id).first()
+    """Mark a closed socket departed; True when the user may have left the room (it
+    was their last open socket there), to be settled after the grace period."""
+    connection = Connection.objects.filter(socket_id=socket_id, departed_at=None).first()
     if connection is None:
         return False
-    connection.delete()
-    return not _online_elsewhere(connection.room_id, connection.user_id, socket_id)
+    Connection.objects.filter(pk=connection.pk).update(departed_at=timezone.now())
+    return not Connection.objects.filter(
+        room_id=connection.room_id, user_id=connection.user_id, departed_at=None
+    ).exists()
 
 
-def heartbeat() -> list[Departure]:
-    """Refresh this process's sockets and reap stale ones; return who left by expiry."""
-    now = timezone.now()
-    Connection.objects.filter(server=SERVER_ID).update(seen_at=now)
-    stale = list(
-        Connection.objects.filter(seen_at__lt=presence_cutoff()).select_related("room", "user")
+def settle(room_id: int, user_id: int) -> list[Change]:
+    """Once the grace has passed: drop the user's departed rows in the room; a "left"
+    change if that was the last of them and no socket came back."""
+    _, gone = _cutoffs()
+    with transaction.atomic():
+        deleted, _ = Connection.objects.filter(
+            room_id=room_id, user_id=user_id, departed_at__lt=gone
+        ).delete()
+        if not deleted or _is_online(room_id, user_id):
+            return []
+    room = Room.objects.filter(pk=room_id).first()
+    user = get_user_model().objects.filter(pk=user_id).first()
+    return [Change(room, user, "left")] if room and user else []
+
+
+def heartbeat() -> list[Change]:
+    """Refresh this process's rows; reap the stale ones (a process that died) and the
+    departed ones nobody settled; return who left by that."""
+    Connection.objects.filter(server=SERVER_ID).update(seen_at=timezone.now())
+    stale, gone = _cutoffs()
+    expired = list(
+        Connection.objects.filter(Q(seen_at__lt=stale) | Q(departed_at__lt=gone))
+        .select_related("room", "user")
+        .order_by("pk")
     )
-    departures: dict[tuple[int, int], Departure] = {}
-    for connection in stale:
+    changes: dict[tuple[int, int], Change] = {}
+    for connection in expired:
         # Delete by id and seen_at, so a row its process refreshed meanwhile survives.
         deleted, _ = Connection.objects.filter(
             pk=connection.pk, seen_at=connection.seen_at
         ).delete()
         key = (connection.room_id, connection.user_id)
-        if deleted and not _online_elsewhere(*key, connection.socket_id):
-            departures[key] = Departure(connection.room, connection.user)
-    if stale:
-        log.warning("reaped %d stale connections (their process stopped heartbeating)", len(stale))
-    return list(departures.values())
+        if deleted and not _is_online(*key):
+            changes[key] = Change(connection.room, connection.user, "left")
+    if expired:
+        log.info("reaped %d closed or stale connections", len(expired))
+    return list(changes.values())
 
 
-def forget_server() -> int:
-    """Drop this process's rows (on shutdown), so nobody waits for them to expire."""
-    deleted, _ = Connection.objects.filter(server=SERVER_ID).delete()
-    return deleted
+def forget_server() -> list[Change]:
+    """Drop this process's rows (on shutdown); who is now gone from their rooms (not
+    online through another process)."""
+    mine = Connection.objects.filter(server=SERVER_ID).select_related("room", "user")
+    pairs = {(row.room_id, row.user_id): (row.room, row.user) for row in mine}
+    Connection.objects.filter(server=SERVER_ID).delete()
+    still_online = set(
+        _online(Connection.objects.filter(room_id__in={room_id for room_id, _ in pairs}))
+        .values_list("room_id", "user_id")
+        .distinct()
+    )
+    return [
+        Change(room, user, "left") for key, (room, user) in pairs.items() if key not in still_online
+    ]
 
+
+# Announcing ---------------------------------------------------------------------------
+
+
+def render_changes(room: Room, changes: list[Change]) -> str:
+    """One fragment for a room's changes of one tick: list increments, the count, lines."""
+    for change in changes:
+        log.info("%s %s %s", change.user, change.event, room)
+    joined = [c.user for c in changes if c.event == "joined"]
+    left = [c.user for c in changes if c.event == "left"]
+    lines = [(people, event) for people, event in ((joined, "joined"), (left, "left")) if people]
+    return services.render_fragment(
+        "presence-oob", joined=joined, left=left, lines=lines, online_count=online_count(room)
+    )
+
+
+class Announcer:
+    """Collects joins and leaves and sends each room's as one fragment per tick.
+
+    A join and a leave of the same user within one tick cancel out: the others' view
+    did not change.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[int, dict[int, Change]] = defaultdict(dict)
+        self.flushing = False  # a flush is scheduled
+
+    def add(self, change: Change) -> None:
+        room_changes = self.pending[change.room.pk]
+        earlier = room_changes.pop(change.user.pk, None)
+        if earlier is None or earlier.event == change.event:
+            room_changes[change.user.pk] = change
+        if not self.flushing:
+            self.flushing = True
+            _spawn(self._flush_after_tick(), "presence-announcer")
+
+    async def _flush_after_tick(self) -> None:
+        await asyncio.sleep(settings.CHAT_PRESENCE_TICK)
+        await self.flush()
+
+    async def flush(self) -> None:
+        pending, self.pending, self.flushing = self.pending, defaultdict(dict), False
+        for changes in pending.values():
+            if not changes:
+                continue
+            room = next(iter(changes.values())).room
+            try:
+                html = await database_sync_to_async(render_changes)(room, list(changes.values()))
+            except Exception:
+                log.exception("presence: could not render the changes in %s", room)
+                continue
+            await self.send(services.room_group(room.pk), html)
+
+    async def send(self, group: str, html: str) -> None:
+        await services.abroadcast(group, html)
+
+
+_announcers: dict[asyncio.AbstractEventLoop, Announcer] = {}
+
+
+def _announcer() -> Announcer:
+    loop = asyncio.get_running_loop()
+    if loop not in _announcers:
+        _announcers[loop] = Announcer()
+    return _announcers[loop]
+
+
+def announce(changes: list[Change]) -> None:
+    """Send these changes with the next tick (from the event loop)."""
+    for change in changes:
+        _announcer().add(change)
+
+
+async def arrived(room: Room, user: Any, socket_id: str) -> None:
+    """A socket opened: record it, and announce the user if they came online."""
+    if await database_sync_to_async(arrive)(room, user, socket_id):
+        announce([Change(room, user, "joined")])
+
+
+async def departed(room: Room, user: Any, socket_id: str) -> None:
+    """A socket closed: its user leaves once the grace has passed without them back."""
+    if not await database_sync_to_async(depart)(socket_id):
+        return
+    # (A little past the grace, so that the row is past the cutoff when settled.)
+    grace = settings.CHAT_PRESENCE_LEAVE_GRACE
+    _spawn(_settle_after(grace + 0.05 if grace else 0, room.pk, user.pk), "presence-settle")
+
+
+async def _settle_after(delay: float, room_id: int, user_id: int) -> None:
+    await asyncio.sleep(delay)
+    try:
+        announce(await database_sync_to_async(settle)(room_id, user_id))
+    except Exception:
+        log.exception("presence: could not settle a departure (the heartbeat will)")
+
+
+_tasks: set["asyncio.Task[None]"] = set()
+
+
+def _spawn(work: Any, name: str) -> None:
+    task = asyncio.get_running_loop().create_task(work, name=name)
+    _tasks.add(task)  # (the loop keeps only weak references to tasks)
+    task.add_done_callback(_tasks.discard)
+
+
+async def drain() -> None:
+    """Wait for departures being settled and announcements being sent (tests)."""
+    while _tasks:
+        await asyncio.gather(*_tasks, return_exceptions=True)
+
+
+async def leave_server() -> int:
+    """On shutdown: forget this process's rows and announce who is gone, now."""
+    changes = await database_sync_to_async(forget_server)()
+    announce(changes)
+    await _announcer().flush()
+    return len(changes)
+
+
+# The heartbeat --------------------------------------------------------------------------
 
 _heartbeats: dict[Any, "asyncio.Task[None]"] = {}
 
@@ -105,9 +307,15 @@ async def _beat_forever() -> None:
     while True:
         await asyncio.sleep(settings.CHAT_PRESENCE_HEARTBEAT)
         try:
-            for gone in await database_sync_to_async(heartbeat)():
-                await database_sync_to_async(announce_presence)(gone.room, gone.user, "left")
+            announce(await database_sync_to_async(heartbeat)())
         except Exception:
             log.exception(
                 "presence heartbeat failed; retrying in %ss", settings.CHAT_PRESENCE_HEARTBEAT
             )
+
+
+def reset() -> None:
+    """Forget the loop-bound state (tests: each has its own event loop)."""
+    _heartbeats.clear()
+    _announcers.clear()
+    _tasks.clear()

@@ -228,17 +228,59 @@ def presence_cutoff() -> Any:
 # Reading ---------------------------------------------------------------------------
 
 
-def recent_messages(room: Room) -> list[Message]:
-    latest = room.messages.select_related("author").order_by("-id")[: settings.CHAT_HISTORY_LENGTH]
-    return list(reversed(latest))
+@dataclass(frozen=True)
+class RoomView:
+    """What a page shows of a room: its newest messages, and the cursor it catches up
+    from (every change up to `cursor` is in `messages` or older than them)."""
+
+    cursor: int
+    messages: list[Message]
 
 
-def messages_after(room: Room, after_id: int) -> list[Message]:
-    """What a client that has seen message `after_id` is missing, oldest first."""
+def recent_messages(room: Room) -> RoomView:
+    # The cursor first: a message stored between the two queries is then newer than
+    # the cursor, and the socket's catch-up brings it.
+    cursor = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).get()
+    latest = (
+        room.messages.select_related("author")
+        .filter(seq__lte=cursor)
+        .order_by("-seq")[: settings.CHAT_HISTORY_LENGTH]
+    )
+    return RoomView(cursor, list(reversed(latest)))
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """Where a socket's catch-up ends: `cursor` is the room's sequence when it was read
+    (every change up to it is committed), `missed` how many changes the page lacks."""
+
+    cursor: int
+    missed: int
+
+    @property
+    def too_long(self) -> bool:
+        return self.missed > settings.CHAT_CATCHUP_LIMIT
+
+
+def catch_up(room: Room, after: int, have: frozenset[int] = frozenset()) -> CatchUp:
+    """How far a page that has everything up to `after` (plus the `have` above it) is
+    behind. A cursor past the room's end (a bad client) counts as the end."""
+    cursor = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).get()
+    after = min(after, cursor)
+    held = sum(1 for seq in have if after < seq <= cursor)
+    return CatchUp(cursor, cursor - after - held)
+
+
+def messages_between(
+    room: Room, after: int, upto: int, have: frozenset[int] = frozenset(), *, limit: int
+) -> list[Message]:
+    """Up to `limit` messages with after < seq <= upto that the page does not have,
+    oldest first: a keyset page of the catch-up (the room's (room, seq) index)."""
     return list(
         room.messages.select_related("author")
-        .filter(id__gt=after_id)
-        .order_by("id")[: settings.CHAT_CATCHUP_LIMIT]
+        .filter(seq__gt=after, seq__lte=upto)
+        .exclude(seq__in=[seq for seq in have if after < seq <= upto])
+        .order_by("seq")[:limit]
     )
 
 
@@ -246,19 +288,6 @@ def conversation(user: User, other: User) -> QuerySet[PrivateMessage]:
     return PrivateMessage.objects.filter(
         Q(sender=user, recipient=other) | Q(sender=other, recipient=user)
     ).select_related("sender", "recipient")
-
-
-def online_count(room: Room) -> int:
-    return room.connections.filter(seen_at__gte=presence_cutoff()).values("user").distinct().count()
-
-
-def online_users(room: Room) -> list[Any]:
-    return list(
-        get_user_model()
-        .objects.filter(connections__room=room, connections__seen_at__gte=presence_cutoff())
-        .distinct()
-        .order_by("username")
-    )
 
 
 # Rendering and fan-out ------------------------------------------------------------
@@ -292,16 +321,14 @@ def close_session_sockets(session_key: str, code: int) -> None:
         log.exception("could not close the sockets of an ended session")
 
 
-async def abroadcast(group: str, html: str, message_id: int | None = None) -> bool:
+async def abroadcast(group: str, html: str, seq: int | None = None) -> bool:
     """Send pre-rendered HTML to every socket in `group`; False if the layer failed.
 
     A failed broadcast loses nothing: what was said is already stored, and clients
     fetch what they missed when they reconnect.
     """
     try:
-        await fanout.group_send(
-            group, {"type": "room.html", "html": html, "message_id": message_id}
-        )
+        await fanout.group_send(group, {"type": "room.html", "html": html, "seq": seq})
     except Exception as error:
         log.warning("broadcast to %s failed: %r", group, error)
         sockets.layer_health.failed(error)
@@ -327,10 +354,10 @@ class Posted:
 
     html: str
     delivered: bool
-    unsent: list[tuple[str, int | None]] = field(default_factory=list)  # (group, message id)
+    unsent: list[tuple[str, int | None]] = field(default_factory=list)  # (group, room seq)
 
     async def asend(self) -> bool:
-        delivered = [await abroadcast(group, self.html, mid) for group, mid in self.unsent]
+        delivered = [await abroadcast(group, self.html, seq) for group, seq in self.unsent]
         self.unsent, self.delivered = [], all(delivered)
         return self.delivered
 
@@ -338,14 +365,14 @@ class Posted:
 def _posted(html: str, targets: list[tuple[str, int | None]], send: bool) -> Posted:
     if not send:
         return Posted(html, delivered=False, unsent=targets)
-    return Posted(html, all([broadcast(group, html, mid) for group, mid in targets]))
+    return Posted(html, all([broadcast(group, html, seq) for group, seq in targets]))
 
 
 def post_message(room: Room, author: Any, body: str, *, send: bool = True) -> Posted:
     message = Message.objects.create(room=room, author=author, body=body)
     html = render_fragment("message-oob", message=message)
     log.info("message %s by %s in %s", message.pk, author, room)
-    return _posted(html, [(room_group(room.pk), message.pk)], send)
+    return _posted(html, [(room_group(room.pk), message.seq)], send)
 
 
 def send_private_message(sender: Any, recipient: Any, body: str, *, send: bool = True) -> Posted:
@@ -407,19 +434,6 @@ class RateLimiter:
 
 
 rate_limiter = RateLimiter(settings.CHAT_RATE_BURST, settings.CHAT_RATE_PER_SECOND)
-
-
-def announce_presence(room: Room, user: Any, event: str) -> bool:
-    """Tell the room that `user` joined or left: a log line and an online-list update."""
-    return broadcast(room_group(room.pk), presence_fragment(room, user, event))
-
-
-def presence_fragment(room: Room, user: Any, event: str) -> str:
-    """What announce_presence broadcasts, for async code to send with `abroadcast`."""
-    log.info("%s %s %s", user, event, room)
-    return render_fragment(
-        "presence-oob", subject=user, event=event, online_count=online_count(room)
-    )
 
 
 # Membership of private rooms --------------------------------------------------------

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rooms import services, sockets
+from rooms import presence, services, sockets
 from rooms.forms import ComposerForm, InviteForm, PrivateMessageForm, RoomNameForm
 from rooms.models import Room
 
@@ -90,13 +90,13 @@ def _render_room(
     invite_form: InviteForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
-    messages = services.recent_messages(room)
+    view = services.recent_messages(room)
     is_owner = room.visibility == Room.Visibility.PRIVATE and room.owner_id == request.user.pk
     context = {
         "room": room,
-        "messages": messages,
-        "last_message_id": messages[-1].pk if messages else 0,
-        "online_users": services.online_users(room),
+        "messages": view.messages,
+        "cursor": view.cursor,
+        "online_users": presence.online_users(room),
         "my_rooms": services.rooms_user_is_in(request.user, SIDEBAR_ROOMS),
         "form": form,
         "error": error,

@@ -31,7 +31,7 @@ What this module adds, installed by `install()` from site_config/asgi.py:
         jittered delay of at most 0.5 s, static/js/chat.js);
      c. if it closed any, waits CHAT_SHUTDOWN_GRACE seconds (default 2) while the
         close handshakes finish and the clients reconnect, to another process if any;
-     d. deletes this process's presence rows (`presence.forget_server()`) and announces
+     d. deletes this process's presence rows (`presence.leave_server()`) and announces
         "left" for each user who is not online in that room through another process;
      e. cancels the tasks still running (heartbeat, layer watchdog, room fan-out, the
         layer's readers) and lets them unwind before the reactor stops the loop.
@@ -193,28 +193,9 @@ async def _close_sockets() -> int:
 
 async def _forget_presence() -> int:
     """Delete this process's presence rows; announce who is now gone from each room."""
-    from channels.db import database_sync_to_async
+    from rooms import presence
 
-    from rooms import presence, services
-    from rooms.models import Connection
-
-    def forget() -> list[tuple[Any, Any]]:
-        mine = Connection.objects.filter(server=presence.SERVER_ID).select_related("room", "user")
-        pairs = {(row.room_id, row.user_id): (row.room, row.user) for row in mine}
-        presence.forget_server()
-        # Who is still online in those rooms, through another process (one query).
-        still_online = set(
-            Connection.objects.filter(
-                room_id__in={room_id for room_id, _ in pairs},
-                seen_at__gte=services.presence_cutoff(),
-            ).values_list("room_id", "user_id")
-        )
-        return [pair for key, pair in pairs.items() if key not in still_online]
-
-    gone = await database_sync_to_async(forget)()
-    for room, user in gone:
-        await database_sync_to_async(services.announce_presence)(room, user, "left")
-    return len(gone)
+    return await presence.leave_server()
 
 
 async def _cancel_remaining_tasks() -> None:

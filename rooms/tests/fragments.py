@@ -130,6 +130,16 @@ def composer_value(html: str) -> str | None:
     return None if field_ is None else field_.attrs.get("value")
 
 
+def cursor_of(html: str) -> int | None:
+    """The catch-up cursor a frame sets (#chat-cursor's data-seq), if it sets one."""
+    marker = parse(html).by_id("chat-cursor")
+    return None if marker is None else int(marker.attrs["data-seq"])
+
+
+def message_seqs(html: str) -> list[int]:
+    return [int(article.attrs["data-seq"]) for article in messages_in(html)]
+
+
 def message_ids(html: str) -> list[int]:
     return [int(article.attrs["data-message-id"]) for article in messages_in(html)]
 

@@ -5,7 +5,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
-from rooms import services, sockets
+from rooms import presence, services, sockets
 from rooms.models import Connection, Message, PrivateMessage, Room
 from rooms.tests import fragments
 
@@ -106,17 +106,6 @@ async def test_the_first_socket_hears_its_own_join(connect, alice, lobby):
     assert update.count == "1"
 
 
-async def test_a_reconnecting_page_gets_the_whole_online_list(gather, connect, alice, bob, lobby):
-    (bob_socket,) = await gather("lobby", bob)
-
-    alice_socket = await connect(alice, "lobby", after=0, query="resync=1")
-
-    resync = await alice_socket.receive()
-    assert fragments.online_usernames(resync) == ["alice", "bob"]
-    await alice_socket.expect_presence("alice", "joined")
-    await bob_socket.expect_presence("alice", "joined")
-
-
 async def test_a_user_with_two_tabs_stays_online_until_the_last_one_closes(
     gather, connect, alice, bob, lobby
 ):
@@ -131,13 +120,13 @@ async def test_a_user_with_two_tabs_stays_online_until_the_last_one_closes(
 
     await first_tab.disconnect()
     assert await bob_socket.receive_nothing()  # no "alice left" while a tab is open
-    online = await db(services.online_users)(lobby)
+    online = await db(presence.online_users)(lobby)
     assert [user.username for user in online] == ["alice", "bob"]
 
     await second_tab.disconnect()
     left = fragments.presence_update(await bob_socket.expect_presence("alice", "left"))
     assert left.count == "1"
-    assert [user.username for user in await db(services.online_users)(lobby)] == ["bob"]
+    assert [user.username for user in await db(presence.online_users)(lobby)] == ["bob"]
 
 
 async def test_a_socket_closed_by_the_server_still_leaves_the_room(
@@ -218,82 +207,7 @@ async def test_a_socket_from_another_origin_is_refused(connect, alice, lobby, or
     assert await db(Connection.objects.count)() == 0
 
 
-# Catching up after a reconnect ---------------------------------------------------------
-
-
-async def test_a_reconnecting_socket_gets_exactly_what_it_missed_once(
-    gather, connect, alice, bob, lobby
-):
-    (bob_socket,) = await gather("lobby", bob)
-    *_, last_missed = [
-        (await db(services.post_message)(lobby, bob, f"message {i}")).html for i in range(3)
-    ]
-    messages = await db(list)(Message.objects.order_by("id"))
-    await bob_socket.receive_frames(3)
-
-    alice_socket = await connect(alice, "lobby", after=messages[0].pk)
-
-    catch_up = await alice_socket.receive()
-    assert fragments.message_ids(catch_up) == [messages[1].pk, messages[2].pk]
-    assert [a.find(class_="message-body").text for a in fragments.messages_in(catch_up)] == [
-        "message 1",
-        "message 2",
-    ]
-    await alice_socket.expect_presence("alice", "joined")
-    await bob_socket.expect_presence("alice", "joined")
-
-    # A live copy of a message the catch-up already held (it was stored just before this
-    # socket joined the room's group, its broadcast just after) is not sent again...
-    await services.abroadcast(lobby.group_name, last_missed, messages[2].pk)
-    assert await bob_socket.receive() == last_missed
-    # ...so the next frame is the next message.
-    posted = await db(services.post_message)(lobby, bob, "message 3")
-    assert await alice_socket.receive() == posted.html
-
-
-async def test_a_long_catch_up_comes_in_frames_daphne_can_send(connect, alice, bob, lobby):
-    # 120 bodies that escape to 6x their length: ~2.9 MB in one frame, over Daphne's
-    # 1 MiB outgoing limit. Each frame must stay far under it, and nothing may be lost.
-    await db(Message.objects.bulk_create)(
-        [Message(room=lobby, author=bob, body='"' * 4000) for _ in range(120)]
-    )
-    expected = await db(list)(Message.objects.order_by("id").values_list("id", flat=True))
-
-    socket = await connect(alice, "lobby", after=0)
-
-    received: list[int] = []
-    while len(received) < len(expected):
-        frame = await socket.receive()
-        assert len(frame.encode()) < 512 * 1024
-        received += fragments.message_ids(frame)
-    assert received == expected
-    await socket.expect_presence("alice", "joined")
-
-
-async def test_a_socket_that_saw_the_latest_message_gets_no_catch_up(connect, alice, lobby):
-    message = await db(Message.objects.create)(room=lobby, author=alice, body="seen")
-    socket = await connect(alice, "lobby", after=message.pk)
-    await socket.expect_presence("alice", "joined")  # and nothing before it
-
-
-@pytest.mark.parametrize("after", ["", "x", "1.5"])
-async def test_a_malformed_after_parameter_means_no_catch_up(connect, alice, lobby, after):
-    await db(Message.objects.create)(room=lobby, author=alice, body="old")
-    socket = await connect(alice, "lobby", query=f"after={after}")
-    await socket.expect_presence("alice", "joined")
-
-
-async def test_the_live_copy_of_a_message_newer_than_the_catch_up_is_sent(
-    connect, alice, bob, lobby
-):
-    first = await db(Message.objects.create)(room=lobby, author=bob, body="first")
-    socket = await connect(alice, "lobby", after=0)
-    assert fragments.message_ids(await socket.receive()) == [first.pk]
-    await socket.expect_presence("alice", "joined")
-
-    posted = await db(services.post_message)(lobby, bob, "second")
-
-    assert await socket.receive() == posted.html
+# Channel-layer outages ----------------------------------------------------------------
 
 
 async def test_after_a_channel_layer_outage_every_socket_is_told_to_reconnect(

@@ -27,17 +27,16 @@ def test_a_room_is_public_by_default_and_addressed_by_its_slug() -> None:
     assert room.visibility == Room.Visibility.PUBLIC
     assert str(room) == "general"
     assert room.get_absolute_url() == "/rooms/general/"
-    assert room.group_name == f"room.{room.pk}"
 
 
-def test_message_ids_are_the_rooms_sequence(alice) -> None:
+def test_messages_are_numbered_in_their_rooms_sequence(alice) -> None:
     room = Room.objects.create(slug="general")
     other = Room.objects.create(slug="other")
     first = Message.objects.create(room=room, author=alice, body="one")
     Message.objects.create(room=other, author=alice, body="elsewhere")
     last = Message.objects.create(room=room, author=alice, body="two")
     assert list(room.messages.all()) == [first, last]
-    assert first.pk < last.pk
+    assert (first.seq, last.seq) == (1, 2)
     assert str(first) == "alice in general: one"
 
 

@@ -155,22 +155,55 @@ def test_visible_rooms_count_online_users_once_each_and_ignore_stale_sockets(
 # Reading ---------------------------------------------------------------------------------
 
 
-def test_recent_messages_are_the_last_50_oldest_first(alice) -> None:
+def test_recent_messages_are_the_last_50_oldest_first_with_the_rooms_cursor(alice) -> None:
     room = Room.objects.create(slug="general")
     messages = [Message.objects.create(room=room, author=alice, body=f"m{i}") for i in range(51)]
-    assert services.recent_messages(room) == messages[1:]
+    view = services.recent_messages(room)
+    assert view.messages == messages[1:]
+    assert view.cursor == 51 == messages[-1].seq
 
 
-def test_messages_after_an_id_are_exactly_the_later_ones_of_that_room(alice) -> None:
+def test_each_room_numbers_its_messages_from_one(alice) -> None:
+    room = Room.objects.create(slug="general")
+    other = Room.objects.create(slug="other")
+    first, second = (Message.objects.create(room=room, author=alice, body=t) for t in "12")
+    elsewhere = Message.objects.create(room=other, author=alice, body="not here")
+    assert (first.seq, second.seq, elsewhere.seq) == (1, 2, 1)
+    room.refresh_from_db()
+    assert room.last_seq == 2
+
+
+def test_messages_between_two_cursors_are_exactly_those_of_that_room(alice) -> None:
     room = Room.objects.create(slug="general")
     other = Room.objects.create(slug="other")
     first, second, third = (
         Message.objects.create(room=room, author=alice, body=text) for text in ("1", "2", "3")
     )
     Message.objects.create(room=other, author=alice, body="not here")
-    assert services.messages_after(room, first.pk) == [second, third]
-    assert services.messages_after(room, third.pk) == []
-    assert services.messages_after(room, 0) == [first, second, third]
+    assert services.messages_between(room, 1, 3, limit=50) == [second, third]
+    assert services.messages_between(room, 3, 3, limit=50) == []
+    assert services.messages_between(room, 0, 3, limit=2) == [first, second]
+    assert services.messages_between(room, 0, 2, limit=50) == [first, second]
+    assert services.messages_between(room, 0, 3, frozenset({2}), limit=50) == [first, third]
+
+
+def test_catch_up_counts_what_the_page_lacks_and_clamps_a_cursor_past_the_end(alice) -> None:
+    room = Room.objects.create(slug="general")
+    for text in "12345":
+        Message.objects.create(room=room, author=alice, body=text)
+    assert services.catch_up(room, 2) == services.CatchUp(cursor=5, missed=3)
+    assert services.catch_up(room, 2, frozenset({4, 9, 1})) == services.CatchUp(5, 2)
+    assert services.catch_up(room, 5) == services.CatchUp(5, 0)
+    assert services.catch_up(room, 10**12) == services.CatchUp(5, 0)
+
+
+def test_a_catch_up_past_the_limit_is_too_long(alice, settings) -> None:
+    settings.CHAT_CATCHUP_LIMIT = 3
+    room = Room.objects.create(slug="general")
+    for text in "1234":
+        Message.objects.create(room=room, author=alice, body=text)
+    assert services.catch_up(room, 1).too_long is False
+    assert services.catch_up(room, 0).too_long is True
 
 
 # Posting ---------------------------------------------------------------------------------
@@ -188,7 +221,7 @@ def test_post_message_stores_then_broadcasts_the_rendered_message(alice, listen)
     assert event == {
         "type": "room.html",
         "html": posted.html,
-        "message_id": message.pk,
+        "seq": message.seq,
         "group": services.room_group(room.pk),  # each process routes it by that
     }
     assert posted.delivered is True
@@ -253,36 +286,6 @@ def test_submit_composer_stores_nothing_when_invalid(alice, body: str) -> None:
     form, posted = services.submit_composer(room, alice, {"body": body})
     assert posted is None and form.errors
     assert not Message.objects.exists() and not PrivateMessage.objects.exists()
-
-
-def test_announce_presence_sends_the_line_and_the_online_list(alice, bob, listen) -> None:
-    room = Room.objects.create(slug="general")
-    presence.arrive(room, alice, "tab-1")
-    presence.arrive(room, bob, "tab-2")
-    channel = listen(services.room_group(room.pk))
-
-    assert services.announce_presence(room, bob, "joined")
-
-    update = fragments.presence_update(receive(channel)["html"])
-    assert update.lines == ["bob joined"]
-    assert update.deleted == [f"online-user-{bob.pk}"]  # no duplicate entry if already shown
-    assert update.appended_usernames == ["bob"]
-    assert update.appended[0].id == f"online-user-{bob.pk}"
-    assert update.count == "2"
-
-
-def test_announcing_a_departure_removes_the_entry_and_counts_who_is_left(alice, bob, listen):
-    room = Room.objects.create(slug="general")
-    presence.arrive(room, alice, "tab-1")
-    channel = listen(services.room_group(room.pk))
-
-    assert services.announce_presence(room, bob, "left")
-
-    update = fragments.presence_update(receive(channel)["html"])
-    assert update.lines == ["bob left"]
-    assert update.deleted == [f"online-user-{bob.pk}"]
-    assert update.appended == []
-    assert update.count == "1"
 
 
 def test_logging_out_a_session_closes_its_sockets_wherever_they_are(listen) -> None:
