@@ -29,10 +29,13 @@ from typing import Any, Protocol
 from channels.consumer import get_handler_name
 from channels.layers import get_channel_layer
 
+from rooms import sockets
+
 log = logging.getLogger(__name__)
 
 # Layers with group expiry (in-memory, core Redis: a day) drop a member added long ago;
-# this process stays in a group as long as it has sockets in it, so it renews them.
+# this process stays in a group as long as it has sockets in it, so it renews them on a
+# timer (quiet or not), at most this far apart and three times per expiry.
 GROUP_RENEW_SECONDS = 3600
 MAX_BATCH_CHARS = 16 * 1024
 
@@ -53,10 +56,14 @@ class _Inbox:
     """The one channel of an event loop (each test has its own loop) and its groups."""
 
     def __init__(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
+        self.closed = False
         self.layer = get_channel_layer()
+        expiry = getattr(self.layer, "group_expiry", None) or GROUP_RENEW_SECONDS * 3
+        self.renew_every = min(GROUP_RENEW_SECONDS, expiry / 3)
         self.members: dict[str, dict[GroupSocket, None]] = {}  # dicts: joining order
         self.subscribed: dict[str, asyncio.Future[None]] = {}
+        self.subscribed_at: dict[str, float] = {}
         self.held: dict[GroupSocket, list[Event]] = {}
         self.pending: list[Event] = []
         self.wake = asyncio.Event()
@@ -64,14 +71,33 @@ class _Inbox:
         self.tasks = [
             loop.create_task(self._receive(), name="fan-out"),
             loop.create_task(self._deliver(), name="fan-out delivery"),
+            loop.create_task(self._renew_forever(), name="fan-out renewal"),
         ]
+        for task in self.tasks:
+            task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: "asyncio.Task[None]") -> None:
+        """Its tasks run as long as the process: one that ends is a failure. Nothing this
+        process's sockets should get reaches them any more, so the inbox is dropped (the
+        next socket starts a new one) and the layer counts as failed: when it passes the
+        next check, every socket reconnects and catches up (rooms/sockets.py)."""
+        if task.cancelled() or self.closed:
+            return
+        error = task.exception() or RuntimeError(f"{task.get_name()} returned")
+        log.error("fan-out: %s stopped: %r; resyncing every socket", task.get_name(), error)
+        self.close()
+        if _inboxes.get(self.loop) is self:
+            del _inboxes[self.loop]
+        sockets.layer_health.failed(error)
 
     async def join(self, group: str, socket: GroupSocket) -> None:
         channel = await asyncio.shield(self.channel)
         self.members.setdefault(group, {})[socket] = None
-        if group not in self.subscribed:
+        now = self.loop.time()
+        if group not in self.subscribed or now - self.subscribed_at[group] > self.renew_every:
             add = self.layer.group_add(group, channel)
             self.subscribed[group] = asyncio.ensure_future(add)
+            self.subscribed_at[group] = now
         try:
             await asyncio.shield(self.subscribed[group])
         except Exception:
@@ -88,6 +114,7 @@ class _Inbox:
         # First: a socket joining meanwhile subscribes afresh.
         del self.members[group]
         self.subscribed.pop(group, None)
+        self.subscribed_at.pop(group, None)
         try:
             await self.layer.group_discard(group, self.channel.result())
         except Exception:
@@ -100,27 +127,31 @@ class _Inbox:
             self.channel.set_exception(error)
             return
         self.channel.set_result(channel)
-        loop = asyncio.get_running_loop()
-        renewed = loop.time()
         while True:
             try:
                 event = await self.layer.receive(channel)
-            except Exception:
+            except Exception as error:
+                # What was sent meanwhile is lost to this process: an outage, resynced.
                 log.exception("fan-out: receive failed; retrying")
+                sockets.layer_health.failed(error)
                 await asyncio.sleep(1)
                 continue
             self.pending.append(event)  # (not append(await ...): `pending` is swapped)
             self.wake.set()
-            if loop.time() - renewed > GROUP_RENEW_SECONDS:
-                renewed = loop.time()
-                await self._renew(channel)
 
-    async def _renew(self, channel: str) -> None:
-        try:
-            for group in list(self.members):
-                await self.layer.group_add(group, channel)
-        except Exception:
-            log.warning("fan-out: could not renew group memberships (channel layer down)")
+    async def _renew_forever(self) -> None:
+        """Renew every membership on a timer, quiet or not: a layer with group expiry
+        would otherwise drop this process from a room after a quiet weekend."""
+        channel = await asyncio.shield(self.channel)
+        while True:
+            await asyncio.sleep(self.renew_every)
+            try:
+                for group in list(self.members):
+                    await self.layer.group_add(group, channel)
+                    self.subscribed_at[group] = self.loop.time()
+            except Exception as error:
+                log.warning("fan-out: could not renew group memberships (channel layer down)")
+                sockets.layer_health.failed(error)
 
     async def _deliver(self) -> None:
         while True:
@@ -147,6 +178,7 @@ class _Inbox:
                 log.exception("fan-out for %s: a socket failed to send", group)
 
     def close(self) -> None:
+        self.closed = True
         for task in self.tasks:
             task.cancel()
 

@@ -9,6 +9,7 @@ what it missed.
 """
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Protocol
 
@@ -128,15 +129,21 @@ class LayerHealth:
 
     def __init__(self) -> None:
         self.healthy = True
+        self.reason = ""
 
     def failed(self, error: BaseException) -> None:
         if self.healthy:
             log.error("channel layer unavailable (%r): live delivery paused", error)
+            self.reason = f"{type(error).__name__}: {error}"[:200]
         self.healthy = False
+        # The watchdog resyncs once the layer passes a check again. (Outside an event loop
+        # there is no socket to resync: the next one to connect starts it.)
+        with contextlib.suppress(RuntimeError):
+            ensure_watchdog()
 
     def passed(self) -> bool:
         """Record a good check; True when it ends an outage (the sockets must resync)."""
-        came_back, self.healthy = not self.healthy, True
+        came_back, self.healthy, self.reason = not self.healthy, True, ""
         return came_back
 
 

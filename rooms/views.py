@@ -172,6 +172,14 @@ async def healthz(request: HttpRequest) -> HttpResponse:
         return HttpResponse(
             f"database unavailable: {type(error).__name__}", status=503, content_type="text/plain"
         )
+    if not sockets.layer_health.healthy:
+        # A failed delivery, receive or fan-out task since the last good check: live
+        # delivery is paused until the watchdog's next check resyncs every socket.
+        return HttpResponse(
+            f"channel layer unavailable: {sockets.layer_health.reason}",
+            status=503,
+            content_type="text/plain",
+        )
     try:
         await sockets.probe().ping(timeout=3)
     except sockets.Backlogged:

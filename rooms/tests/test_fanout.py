@@ -4,7 +4,9 @@ events in order, held while a socket is busy, bursts joined into one frame."""
 import asyncio
 from typing import Any
 
+import pytest
 from channels.layers import get_channel_layer
+from django.test import RequestFactory
 
 from rooms import fanout
 
@@ -19,8 +21,8 @@ class FakeSocket:
         self.frames.append(html)
 
 
-def event(html: str, message_id: int | None = None) -> dict[str, Any]:
-    return {"type": "room.html", "html": html, "message_id": message_id}
+def event(html: str, seq: int | None = None) -> dict[str, Any]:
+    return {"type": "room.html", "html": html, "seq": seq}
 
 
 async def test_a_room_event_reaches_every_socket_through_one_layer_member() -> None:
@@ -50,7 +52,7 @@ async def test_events_keep_their_order_and_a_burst_goes_out_as_one_frame() -> No
 
     assert "".join(socket.frames) == "".join(f"<p>{i}</p>" for i in range(5))
     assert len(socket.frames) < 5
-    assert [e["message_id"] for batch in socket.events for e in batch] == list(range(5))
+    assert [e["seq"] for batch in socket.events for e in batch] == list(range(5))
     await fanout.leave("fanout-test.2", socket)
 
 
@@ -112,7 +114,7 @@ async def test_a_burst_is_split_into_frames_daphne_can_send() -> None:
 
     assert len(socket.frames) >= 4
     assert all(len(frame) <= fanout.MAX_BATCH_CHARS for frame in socket.frames)
-    assert [e["message_id"] for batch in socket.events for e in batch] == list(range(10))
+    assert [e["seq"] for batch in socket.events for e in batch] == list(range(10))
     await fanout.leave("fanout-test.7", socket)
 
 
@@ -141,3 +143,107 @@ async def test_one_channel_serves_every_group_and_other_events_reach_their_handl
     assert socket.closed == [4401]
     for group in ("fanout-test.room", "fanout-test.session"):
         await fanout.leave(group, socket)
+
+
+# The hub cannot silently stop ---------------------------------------------------------
+
+
+class ClosingSocket(FakeSocket):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed_with: int | None = None
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.closed_with = code
+
+
+async def until(check: Any, timeout: float = 5) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+async def test_memberships_are_renewed_through_a_quiet_spell_longer_than_the_group_expiry(
+    settings,
+) -> None:
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "rooms.layers.HubInMemoryChannelLayer",
+            "CONFIG": {"group_expiry": 1},
+        }
+    }
+    early = FakeSocket()
+    await fanout.join("fanout-test.quiet", early)
+
+    await asyncio.sleep(2.5)  # no event at all: the layer would have dropped the member
+
+    late = FakeSocket()  # joins a group this process thinks it is in
+    await fanout.join("fanout-test.quiet", late)
+    await fanout.group_send("fanout-test.quiet", event("<p>after the weekend</p>"))
+    await until(lambda: early.frames and late.frames)
+    assert early.frames == late.frames == ["<p>after the weekend</p>"]
+
+
+async def test_a_burst_to_many_rooms_at_once_reaches_every_room() -> None:
+    rooms = [FakeSocket() for _ in range(300)]
+    for number, socket in enumerate(rooms):
+        await fanout.join(f"fanout-test.many.{number}", socket)
+
+    await asyncio.gather(
+        *(fanout.group_send(f"fanout-test.many.{n}", event(f"<p>{n}</p>")) for n in range(300))
+    )
+
+    await until(lambda: all(socket.frames for socket in rooms))
+    assert [socket.frames for socket in rooms] == [[f"<p>{n}</p>"] for n in range(300)]
+
+
+async def test_an_event_the_layer_drops_is_an_outage_that_resyncs(settings) -> None:
+    from rooms import sockets
+
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "rooms.layers.HubInMemoryChannelLayer",
+            "CONFIG": {"hub_capacity": 3},
+        }
+    }
+    socket = ClosingSocket()
+    await fanout.join("fanout-test.full", socket)
+    sockets.open_sockets.add(socket)
+    channel = fanout._here().channel.result()
+    layer = get_channel_layer()
+
+    # Sent at once, faster than the hub reads: its channel overflows, and channels'
+    # group_send drops the rest without a word.
+    await asyncio.gather(
+        *(layer.group_send("fanout-test.full", event(f"<p>{n}</p>")) for n in range(10))
+    )
+
+    assert not sockets.layer_health.healthy
+    await sockets.check_layer()  # the watchdog's next check
+    assert socket.closed_with == 1012  # the page reconnects and catches up
+    assert sockets.layer_health.healthy
+    assert channel  # (the hub itself carries on)
+
+
+@pytest.mark.django_db
+async def test_a_fan_out_task_that_dies_is_reported_and_resyncs(settings) -> None:
+    from rooms import sockets
+    from rooms.views import healthz
+
+    socket = ClosingSocket()
+    await fanout.join("fanout-test.crash", socket)
+    sockets.open_sockets.add(socket)
+    dying = fanout._here()
+
+    # An event no handler can read (say, from a process running other code) ends delivery.
+    await fanout.group_send("fanout-test.crash", {"type": "room.html"})
+    await until(lambda: not sockets.layer_health.healthy)
+
+    assert all(task.done() for task in dying.tasks)
+    response = await healthz(RequestFactory().get("/healthz"))
+    assert response.status_code == 503
+    assert b"channel layer unavailable: KeyError" in response.content
+
+    await sockets.check_layer()
+    assert socket.closed_with == 1012
+    assert fanout._here() is not dying  # the sockets come back to a new hub
