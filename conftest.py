@@ -289,7 +289,9 @@ async def connect(transactional_db: None) -> AsyncIterator[Connect]:
         client: Client | None = None,
         origin: bytes | None = ORIGIN,
     ) -> ChatSocket:
-        headers = [(b"origin", origin)] if origin is not None else []
+        # Host, as every browser sends it: the Origin check compares the Origin with it.
+        headers = [(b"host", b"localhost")]
+        headers += [(b"origin", origin)] if origin is not None else []
         if client is None and user is not None:
             client = await sync_to_async(logged_in)(user)
         if client is not None:

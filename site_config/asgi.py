@@ -1,8 +1,10 @@
 """ASGI entry point: HTTP goes to Django, WebSockets to the rooms consumers.
 
-WebSocket handshakes must come from one of ALLOWED_HOSTS (a foreign, null or missing
-Origin is refused) and carry the Django session, so consumers see scope["user"]
-(site_config/socket_auth.py).
+Every request passes `http_guard.RequestGuard` first: bodies over CHAT_MAX_REQUEST_BYTES
+are refused with 413 before they are read, and a NUL in a URL never reaches Django.
+WebSocket handshakes must come from this site's exact origin (site_config/origins.py:
+scheme, host and port, or CSRF_TRUSTED_ORIGINS) and carry the Django session, so
+consumers see scope["user"] (site_config/socket_auth.py).
 Under Daphne, site_config/lifecycle.py makes SIGTERM a graceful stop.
 """
 
@@ -15,25 +17,29 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site_config.settings")
 django_asgi_app = get_asgi_application()  # sets Django up before the imports below
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from rooms.routing import websocket_urlpatterns  # noqa: E402
-from site_config import lifecycle, twisted_writes  # noqa: E402
+from site_config import http_guard, lifecycle, twisted_writes  # noqa: E402
+from site_config.origins import ExactOriginValidator  # noqa: E402
 from site_config.socket_auth import SocketAuthMiddlewareStack  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
-    }
+application = http_guard.RequestGuard(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": ExactOriginValidator(
+                SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
 )
 
 # Under Daphne: on SIGTERM, close every socket with 1012 and settle presence first.
 lifecycle.install()
 # Under Daphne: frames go to the socket at once instead of on the next reactor turn.
 twisted_writes.install()
+# Under Daphne: a body over CHAT_MAX_REQUEST_BYTES is refused before Twisted buffers it.
+http_guard.install()
 
 # The garbage collector's full passes walk every object the process holds, and a process
 # with 500 sockets holds a lot of them: with the default thresholds, three pauses of

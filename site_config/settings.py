@@ -174,6 +174,15 @@ if env_bool("BEHIND_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
 
+# Request bodies (site_config/http_guard.py): one over this many bytes is answered 413
+# before it is read, by Daphne's protocol and by the ASGI guard in front of Django. Django's
+# own limit on form data agrees; a proxy in front should refuse at the same size (README).
+CHAT_MAX_REQUEST_BYTES = int(os.environ.get("CHAT_MAX_REQUEST_BYTES", str(2 * 1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_REQUEST_BYTES
+# The guard patches Daphne's request parsing, verified with exact Daphne and Twisted
+# versions; on others the server refuses to start unless this is true.
+CHAT_ALLOW_UNVERIFIED_DAPHNE = env_bool("CHAT_ALLOW_UNVERIFIED_DAPHNE")
+
 # Chat limits, in one place so that forms, consumers and docs agree.
 CHAT_MESSAGE_MAX_LENGTH = 4000
 CHAT_HISTORY_LENGTH = 50
