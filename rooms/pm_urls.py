@@ -1,9 +1,9 @@
 from django.urls import path
 
-from rooms import views
+from rooms import converters, views  # noqa: F401 (converters registers <username:>)
 
 app_name = "pm"
 urlpatterns = [
     path("", views.conversations, name="list"),
-    path("<str:username>/", views.conversation, name="conversation"),
+    path("<username:username>/", views.conversation, name="conversation"),
 ]

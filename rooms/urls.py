@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rooms import views
+from rooms import converters, views  # noqa: F401 (converters registers <username:>)
 
 app_name = "rooms"
 urlpatterns = [
@@ -8,5 +8,7 @@ urlpatterns = [
     path("<str:slug>/", views.room_detail, name="detail"),
     path("<str:slug>/messages/", views.post_message, name="post"),
     path("<str:slug>/members/", views.invite_member, name="invite"),
-    path("<str:slug>/members/<str:username>/remove/", views.remove_member, name="remove_member"),
+    path(
+        "<str:slug>/members/<username:username>/remove/", views.remove_member, name="remove_member"
+    ),
 ]

@@ -182,6 +182,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_REQUEST_BYTES
 # The guard patches Daphne's request parsing, verified with exact Daphne and Twisted
 # versions; on others the server refuses to start unless this is true.
 CHAT_ALLOW_UNVERIFIED_DAPHNE = env_bool("CHAT_ALLOW_UNVERIFIED_DAPHNE")
+# Database sessions that never look up a key Django could not have made (a NUL from a
+# cookie was a 500 on PostgreSQL): site_config/sessions.py.
+SESSION_ENGINE = "site_config.sessions"
 
 # Chat limits, in one place so that forms, consumers and docs agree.
 CHAT_MESSAGE_MAX_LENGTH = 4000
