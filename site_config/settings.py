@@ -66,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "site_config.middleware.ContentSecurityPolicyMiddleware",
+    "site_config.middleware.PrivatePagesMiddleware",
 ]
 
 ROOT_URLCONF = "site_config.urls"
