@@ -102,16 +102,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if state.too_long:
             await self.send(text_data=await self.render("catch-up-gap", missed=state.missed))
         else:
-            position = min(after, state.cursor)
+            position = state.after
             while position < state.cursor:
-                page = await database_sync_to_async(services.messages_between)(
-                    self.room, position, state.cursor, have, limit=CATCH_UP_PAGE
+                frames, position = await database_sync_to_async(services.catch_up_frames)(
+                    self.room, position, state
                 )
-                if not page:
-                    break
-                for frame in _framed(page):
-                    await self.send(text_data=await self.render("catch-up", messages=frame))
-                position = page[-1].seq
+                for frame in frames:
+                    await self.send(text_data=frame)
         # The cursor and the online list: a page rendered before someone's socket opened
         # and whose own socket opened after their "joined" went out would miss them.
         await self.send(text_data=await database_sync_to_async(self.settled_state)(state.cursor))
@@ -246,28 +243,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
 def _caught_up(event: dict[str, Any], caught_up_to: int) -> bool:
     seq = event.get("seq")
     return seq is not None and seq <= caught_up_to
-
-
-# The catch-up reads this many messages at a time, so that a long one never holds all
-# of them (nor their HTML) in memory at once.
-CATCH_UP_PAGE = 50
-# Daphne refuses to send a message over --websocket-max-message-size (1 MiB in the
-# Procfile): a long catch-up goes out in several frames, each well under it.
-CATCH_UP_FRAME_CHARS = 256 * 1024
-
-
-def _framed(messages: list[Any]) -> list[list[Any]]:
-    """Split messages into frames; escaping can make a body up to 6 times longer."""
-    frames: list[list[Any]] = []
-    size = 0
-    for message in messages:
-        cost = 6 * len(message.body) + 1024
-        if not frames or size + cost > CATCH_UP_FRAME_CHARS:
-            frames.append([])
-            size = 0
-        frames[-1].append(message)
-        size += cost
-    return frames
 
 
 def _int_set_param(scope: dict[str, Any], name: str, *, limit: int) -> frozenset[int]:

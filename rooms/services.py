@@ -252,10 +252,14 @@ def recent_messages(room: Room) -> RoomView:
 @dataclass(frozen=True)
 class CatchUp:
     """Where a socket's catch-up ends: `cursor` is the room's sequence when it was read
-    (every change up to it is committed), `missed` how many changes the page lacks."""
+    (every change up to it is committed), `missed` how many changes the page lacks, and
+    `held` the message ids of what the page has past its own cursor, by seq: the
+    catch-up puts what came before each of them before it, in order."""
 
+    after: int
     cursor: int
     missed: int
+    held: dict[int, int] = field(default_factory=dict)
 
     @property
     def too_long(self) -> bool:
@@ -267,8 +271,55 @@ def catch_up(room: Room, after: int, have: frozenset[int] = frozenset()) -> Catc
     behind. A cursor past the room's end (a bad client) counts as the end."""
     cursor = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).get()
     after = min(after, cursor)
-    held = sum(1 for seq in have if after < seq <= cursor)
-    return CatchUp(cursor, cursor - after - held)
+    have = frozenset(seq for seq in have if after < seq <= cursor)
+    held = dict(room.messages.filter(seq__in=have).values_list("seq", "pk")) if have else {}
+    return CatchUp(after, cursor, cursor - after - len(held), held)
+
+
+# A catch-up is read this many messages at a time, so that a long one never holds all of
+# them (nor their HTML) in memory at once.
+CATCH_UP_PAGE = 50
+# Daphne refuses to send a message over --websocket-max-message-size (1 MiB in the
+# Procfile): a long catch-up goes out in several frames, each well under it.
+CATCH_UP_FRAME_CHARS = 256 * 1024
+
+
+def catch_up_frames(room: Room, position: int, state: CatchUp) -> tuple[list[str], int]:
+    """The frames of the catch-up's next page after `position`, and where it ends.
+
+    Each missed message goes where it belongs: before the first message the page holds
+    past it (swapped in "beforebegin" of that message), or at the end of the log.
+    """
+    page = messages_between(
+        room, position, state.cursor, frozenset(state.held), limit=CATCH_UP_PAGE
+    )
+    if not page:
+        return [], state.cursor
+    frames = []
+    for part in _framed(page):
+        runs: list[tuple[int | None, list[Message]]] = []
+        for message in part:
+            anchor = min((seq for seq in state.held if seq > message.seq), default=None)
+            anchor_id = state.held[anchor] if anchor is not None else None
+            if not runs or runs[-1][0] != anchor_id:
+                runs.append((anchor_id, []))
+            runs[-1][1].append(message)
+        frames.append(render_fragment("catch-up", runs=runs))
+    return frames, page[-1].seq
+
+
+def _framed(messages: list[Message]) -> list[list[Message]]:
+    """Split messages into frames; escaping can make a body up to 6 times longer."""
+    frames: list[list[Message]] = []
+    size = 0
+    for message in messages:
+        cost = 6 * len(message.body) + 1024
+        if not frames or size + cost > CATCH_UP_FRAME_CHARS:
+            frames.append([])
+            size = 0
+        frames[-1].append(message)
+        size += cost
+    return frames
 
 
 def messages_between(

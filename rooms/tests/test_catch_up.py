@@ -20,6 +20,10 @@ def bodies(html: str) -> list[str]:
     return [article.find(class_="message-body").text for article in fragments.messages_in(html)]
 
 
+def bodies_of(element) -> list[str]:
+    return [article.find(class_="message-body").text for article in element.find_all("article")]
+
+
 async def post(room: Room, author, *texts: str) -> list[services.Posted]:
     return [await db(services.post_message)(room, author, text) for text in texts]
 
@@ -54,11 +58,20 @@ async def test_what_the_page_holds_past_a_gap_is_not_sent_again(connect, alice, 
     # skipped 3 and 4 for good.
     await post(lobby, bob, "1", "2", "3", "4")
     await post(lobby, alice, "5")
+    await post(lobby, bob, "6")
+    fifth = await db(Message.objects.get)(room=lobby, seq=5)
 
     socket = await connect(alice, "lobby", after=2, query="have=5")
 
-    assert [bodies(frame) for frame in socket.catch_up] == [["3", "4"]]
-    assert fragments.cursor_of(socket.settled) == 5
+    (frame,) = socket.catch_up
+    assert bodies(frame) == ["3", "4", "6"]
+    before_fifth, at_the_end = fragments.parse(frame).top_level
+    # 3 and 4 go where they belong, before the 5 the page shows; 6 after everything.
+    assert before_fifth.attrs["hx-swap-oob"] == f"beforebegin:#message-{fifth.pk}"
+    assert bodies_of(before_fifth) == ["3", "4"]
+    assert (at_the_end.id, at_the_end.attrs["hx-swap-oob"]) == ("chat-live", "beforeend")
+    assert bodies_of(at_the_end) == ["6"]
+    assert fragments.cursor_of(socket.settled) == 6
 
 
 async def test_a_cursor_past_the_end_is_moved_back_and_live_messages_still_come(
