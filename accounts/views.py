@@ -1,18 +1,63 @@
+from typing import Any
+
 from django.contrib.auth import login
-from django.contrib.auth.forms import UserCreationForm
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.views.generic import CreateView
 
+from accounts import services
+from accounts.addresses import client_address
+from accounts.forms import SignUpForm
+
+# The backend that checks passwords (the first one, django-axes's, only refuses).
+PASSWORD_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+def throttled_response(request: HttpRequest, throttled: services.Throttled) -> HttpResponse:
+    """429, a page saying what was refused and when to try again, and Retry-After."""
+    response = render(
+        request,
+        "registration/throttled.html",
+        {"throttled": throttled, "minutes_left": throttled.minutes_left()},
+        status=429,
+    )
+    response["Retry-After"] = str(throttled.seconds_left())
+    return response
+
+
+def login_locked_out(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """django-axes's AXES_LOCKOUT_CALLABLE, for our log-in page and the admin's alike.
+
+    What axes passes besides the request differs between its sync and async paths; all we
+    need is on the request.
+    """
+    return throttled_response(request, services.login_lockout(request))
+
 
 class SignUpView(CreateView):
-    """Create an account and log straight in: the next page is the room list."""
+    """Create an account and log straight in: the next page is the room list.
 
-    form_class = UserCreationForm
+    Counted per address (SIGNUPS_PER_HOUR): past the limit the answer is 429 before the
+    form is even read, so a refused sign-up costs no password hash.
+    """
+
+    form_class = SignUpForm
     template_name = "registration/signup.html"
     success_url = reverse_lazy("rooms:list")
 
-    def form_valid(self, form: UserCreationForm) -> HttpResponse:
-        response = super().form_valid(form)
-        login(self.request, self.object)
-        return response
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.address = client_address(request)
+        throttled = services.signup_throttle(self.address)
+        if throttled is not None:
+            return throttled_response(request, throttled)
+        return super().dispatch(request, *args, **kwargs)
+
+    def form_valid(self, form: SignUpForm) -> HttpResponse:
+        try:
+            self.object = services.sign_up(form, self.address)
+        except services.NameTaken as taken:
+            form.add_error("username", taken.error)
+            return self.form_invalid(form)
+        login(self.request, self.object, backend=PASSWORD_BACKEND)
+        return HttpResponseRedirect(self.get_success_url())

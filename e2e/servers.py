@@ -61,7 +61,11 @@ ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 
 
 def server_env(**overrides: str) -> dict[str, str]:
-    """The environment for a test server: DEBUG off, as in production, over plain HTTP."""
+    """The environment for a test server: DEBUG off, as in production, over plain HTTP.
+
+    Every test user signs up from 127.0.0.1, so the per-address sign-up limit is raised
+    (accounts/tests/test_throttle.py tests the limit itself; a test may override it).
+    """
     env = {
         key: value
         for key, value in os.environ.items()
@@ -75,6 +79,7 @@ def server_env(**overrides: str) -> dict[str, str]:
         SECURE_HSTS_SECONDS="0",
         ALLOWED_HOSTS="127.0.0.1,localhost",
         PYTHONUNBUFFERED="1",
+        SIGNUPS_PER_HOUR="100000",
     )
     env.update(overrides)
     return env

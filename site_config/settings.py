@@ -6,6 +6,7 @@ number of Daphne processes share the same rooms.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "axes",  # log-in throttling (Accounts, below)
     "accounts",
     "rooms",
 ]
@@ -67,6 +69,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "site_config.middleware.ContentSecurityPolicyMiddleware",
     "site_config.middleware.PrivatePagesMiddleware",
+    # Last, as django-axes asks: turns a refused log-in into our 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "site_config.urls"
@@ -134,6 +138,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "rooms:list"
 LOGOUT_REDIRECT_URL = "login"
+# django-axes first: it refuses a locked-out log-in before ModelBackend hashes anything.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -171,7 +180,8 @@ SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env_bool("BEHIND_PROXY"):
+BEHIND_PROXY = env_bool("BEHIND_PROXY")
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
 
@@ -203,6 +213,27 @@ CHAT_LAYER_CHECK_SECONDS = float(os.environ.get("CHAT_LAYER_CHECK_SECONDS", "2")
 # Rooms: how many a user (not staff) may create in 24 hours, and rooms per list page.
 CHAT_ROOMS_PER_USER_PER_DAY = int(os.environ.get("CHAT_ROOMS_PER_USER_PER_DAY", "10"))
 CHAT_ROOMS_PAGE_SIZE = int(os.environ.get("CHAT_ROOMS_PAGE_SIZE", "50"))
+
+# Accounts (accounts/services.py). Log-ins, by django-axes: after LOGIN_FAILURE_LIMIT
+# failures for one username, or from one address (each counted on its own), every log-in
+# for it is refused with a 429 page, before any password is hashed, until
+# LOGIN_COOLOFF_MINUTES after the last failure; attempts meanwhile do not extend it. A
+# success does not reset the count: else one's own account would reset an address's
+# count between guesses at others. Sign-ups: SIGNUPS_PER_HOUR per address, counted in the
+# database (every process shares it). Addresses: accounts/addresses.py (IPv6 per /64;
+# behind a proxy, the X-Forwarded-For entry it appended).
+LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+LOGIN_COOLOFF_MINUTES = float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15"))
+SIGNUPS_PER_HOUR = int(os.environ.get("SIGNUPS_PER_HOUR", "10"))
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = False
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "accounts.addresses.client_address"
+AXES_LOCKOUT_CALLABLE = "accounts.views.login_locked_out"
+# No row per successful log-in kept forever (failures are kept for the cool-off only).
+AXES_DISABLE_ACCESS_LOG = True
 
 LOGGING = {
     "version": 1,
