@@ -282,3 +282,10 @@ def test_ipv6_sign_ups_count_per_64_network(settings) -> None:
 )
 def test_addresses_are_counted_per_ipv4_address_and_ipv6_64(address, counted) -> None:
     assert counted_as(address) == counted
+
+
+def test_the_page_counts_in_words(client, settings) -> None:
+    settings.SIGNUPS_PER_HOUR = 1
+    assertRedirects(sign_up(HttpsClient(), "newcomer"), "/rooms/")
+    page = sign_up(HttpsClient(), "another").content.decode()
+    assert "1 account was created from your network address in the last hour" in page
