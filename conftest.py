@@ -33,9 +33,12 @@ if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 
 import asyncio  # noqa: E402
 import json  # noqa: E402
+import uuid  # noqa: E402
+import weakref  # noqa: E402
 from asyncio import FIRST_COMPLETED  # noqa: E402
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator  # noqa: E402
-from typing import Any  # noqa: E402
+from http.cookies import SimpleCookie  # noqa: E402
+from typing import Any, ClassVar  # noqa: E402
 
 import pytest  # noqa: E402
 from asgiref.sync import sync_to_async  # noqa: E402
@@ -43,7 +46,8 @@ from channels.testing import WebsocketCommunicator  # noqa: E402
 from django.db import connections  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from rooms import presence, services, sockets  # noqa: E402
+from rooms import fanout, presence, services, sockets  # noqa: E402
+from rooms.models import Room  # noqa: E402
 from rooms.tests import fragments  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
@@ -166,11 +170,18 @@ def carol(make_user: Callable[..., Any]) -> Any:
 class ChatSocket:
     """One browser tab's WebSocket to a room, driven the way htmx drives it."""
 
+    # Every socket a test opened and has not disconnected (assert_quiet's sentinels reach
+    # all of them that share a group).
+    opened: ClassVar["weakref.WeakSet[ChatSocket]"] = weakref.WeakSet()
+
     def __init__(self, communicator: WebsocketCommunicator, user: Any) -> None:
         self.communicator = communicator
         self.user = user
         self.accepted = False
         self.disconnected = False
+        self.closed = False  # a close came from the server
+        self._groups: list[str] | None = None
+        ChatSocket.opened.add(self)
 
     def __repr__(self) -> str:
         return f"<ChatSocket {self.user} {self.communicator.scope['path']}>"
@@ -207,13 +218,18 @@ class ChatSocket:
             getter = asyncio.ensure_future(queue.get())
             await asyncio.wait({getter, app}, timeout=timeout, return_when=FIRST_COMPLETED)
             if getter.done():
-                return getter.result()
+                return self._seen(getter.result())
             getter.cancel()
             if app.done():
                 app.result()  # raises what the consumer raised
                 raise AssertionError(f"{self}: the consumer ended without a word")
             raise TimeoutError(f"{self}: nothing came in {timeout} s")
-        return queue.get_nowait()
+        return self._seen(queue.get_nowait())
+
+    def _seen(self, output: dict[str, Any]) -> dict[str, Any]:
+        if output["type"] == "websocket.close":
+            self.closed = True
+        return output
 
     @property
     def alive(self) -> bool:
@@ -247,8 +263,65 @@ class ChatSocket:
         assert output["type"] == "websocket.close", f"{self}: expected a close, got {output}"
         return output.get("code")
 
-    async def receive_nothing(self) -> bool:
-        return await self.communicator.receive_nothing()
+    async def assert_quiet(self, *groups: str) -> None:
+        """Prove that nothing is on its way to this socket through `groups` (by default
+        every group its consumer is in: its room's, its user's and its session's).
+
+        A time window proves nothing: a stray frame can come after it (the consumer holds
+        group events while it handles a frame, and a busy process is seconds behind).
+        Instead, a unique sentinel goes through each group, the path a stray would take,
+        and the socket's next frames must be exactly the sentinels: a process's one channel
+        delivers a group's events in order, so anything sent to it before would come
+        first (or in the same frame). Every other open socket in those groups gets the
+        sentinels too, and must be just as quiet.
+        """
+        mine = await self.groups()
+        groups = groups or tuple(mine)
+        assert set(groups) <= set(mine), f"{self} is not in {set(groups) - set(mine)}"
+        sentinels = {group: f"<!-- sentinel {uuid.uuid4().hex} via {group} -->" for group in groups}
+        for group, html in sentinels.items():
+            await fanout.group_send(group, {"type": "room.html", "html": html})
+        listening = [s for s in ChatSocket.opened if s is not self and s.listening]
+        for socket in [self, *listening]:
+            theirs = set(await socket.groups())
+            expected = [html for group, html in sentinels.items() if group in theirs]
+            while expected:
+                frame = await socket.receive()
+                assert frame in expected, f"{socket}: {frame!r} came before the sentinel"
+                expected.remove(frame)
+
+    async def assert_nothing_more(self) -> None:
+        """Disconnect, then prove the consumer sent nothing more: once it has finished,
+        everything it ever sent is in the output queue. (For sockets in no group: one the
+        server refused.)"""
+        await self.disconnect()
+        queue = self.communicator.output_queue
+        assert queue.empty(), f"{self}: sent {queue.get_nowait()} after what was read"
+
+    @property
+    def listening(self) -> bool:
+        """Open at both ends: group events still reach it."""
+        return self.accepted and not self.closed and not self.disconnected
+
+    async def groups(self) -> list[str]:
+        """The groups its consumer is in (RoomConsumer.connect): its room's, its user's,
+        its session's."""
+        if self._groups is None:
+            slug = self.communicator.scope["path"].split("/")[3]
+            room_id = await sync_to_async(
+                Room.objects.filter(slug=slug).values_list("pk", flat=True).first
+            )()
+            cookies = SimpleCookie()
+            for name, value in self.communicator.scope["headers"]:
+                if name == b"cookie":
+                    cookies.load(value.decode("latin1"))
+            session = cookies.get(settings.SESSION_COOKIE_NAME)
+            self._groups = [
+                *([services.room_group(room_id)] if room_id is not None else []),
+                *([services.user_group(self.user.pk)] if self.user is not None else []),
+                *([services.session_group(session.value)] if session is not None else []),
+            ]
+        return self._groups
 
     async def expect_presence(self, username: str, event: str) -> str:
         """The next frame is the room's "<username> <event>" line (and online-list update)."""

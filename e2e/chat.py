@@ -62,11 +62,46 @@ class Chatter:
         return page
 
     def open_room(self, slug: str, page: Page | None = None) -> Page:
-        """Open a room and wait until its socket is open (so nothing live is missed)."""
+        """Open a room and wait until its socket is open (so nothing live is missed).
+
+        A room nobody has made yet is created first, as a person does: its address
+        answers "No room #slug" (404) with a "Create #slug" button.
+        """
         page = page or self.page
-        page.goto(f"{self.base_url}/rooms/{slug}/")
+        response = page.goto(f"{self.base_url}/rooms/{slug}/")
+        if response is not None and response.status == 404:
+            self.create_room(slug, page, from_its_address=True)
         expect(page.locator("#room-title")).to_have_text(f"#{slug}")
         expect_socket(page, "open")
+        return page
+
+    def create_room(
+        self,
+        slug: str,
+        page: Page | None = None,
+        *,
+        private: bool = False,
+        from_its_address: bool = False,
+    ) -> Page:
+        """Create a room through a form, as a person does: the room list's "Open a room"
+        form, or (`from_its_address`) the "Create #slug" button of the room's own address.
+        Returns once the new room's page is shown."""
+        page = page or self.page
+        if from_its_address:
+            if not page.url.endswith(f"/rooms/{slug}/"):
+                page.goto(f"{self.base_url}/rooms/{slug}/")
+            form = page.locator("#create-room")
+            button = form.get_by_role("button", name=f"Create #{slug}")
+        else:
+            page.goto(f"{self.base_url}/rooms/")
+            form = page.locator("#open-room")
+            form.get_by_label("Room name").fill(slug)
+            button = form.get_by_role("button", name="Open")
+        if private:
+            form.get_by_label("Members only").check()
+        button.click()
+        expect(page).to_have_url(f"{self.base_url}/rooms/{slug}/")
+        expect(page.locator("#room-title")).to_have_text(f"#{slug}")
         return page
 
     def send(self, text: str, page: Page | None = None, *, expect_cleared: bool = True) -> None:

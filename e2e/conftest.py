@@ -111,7 +111,7 @@ def unique_name(prefix: str) -> str:
 
 @pytest.fixture
 def room_slug() -> str:
-    """A room of the test's own: rooms are created by visiting them."""
+    """A room name of the test's own: Chatter.open_room creates the room on first visit."""
     return f"room-{uuid.uuid4().hex[:10]}"
 
 

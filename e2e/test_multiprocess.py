@@ -101,7 +101,7 @@ async def test_two_processes_serve_one_chat(env: dict[str, str], room: str) -> N
     with servers.daphne(env) as one, servers.daphne(env) as two:
         alice = servers.sign_up(one.url, alice_name)
         bob = servers.sign_up(two.url, bob_name)  # one database: sessions work anywhere
-        assert alice.get(f"/rooms/{room}/").status == 200  # opening a room creates it
+        assert alice.create_room(room).status == 200
 
         alice_socket = await servers.RoomSocket.open(one.url, room, alice.sessionid)
         await alice_socket.wait_for(online(alice_name))
@@ -154,7 +154,7 @@ async def test_a_killed_process_leaves_no_ghosts(env: dict[str, str], room: str)
     alice_name, bob_name = name("alice"), name("bob")
     with servers.daphne(env) as doomed, servers.daphne(env) as survivor:
         alice = servers.sign_up(doomed.url, alice_name)
-        assert alice.get(f"/rooms/{room}/").status == 200
+        assert alice.create_room(room).status == 200
         alice_socket = await servers.RoomSocket.open(doomed.url, room, alice.sessionid)
         await alice_socket.wait_for(online(alice_name))
         bob = servers.sign_up(survivor.url, bob_name)
@@ -189,7 +189,7 @@ async def test_sigterm_closes_with_1012_and_hands_over(env: dict[str, str], room
         alice = servers.sign_up(stopping.url, alice_name)
         carol = servers.sign_up(stopping.url, carol_name)
         bob = servers.sign_up(staying.url, bob_name)
-        assert alice.get(f"/rooms/{room}/").status == 200
+        assert alice.create_room(room).status == 200
         alice_socket = await servers.RoomSocket.open(stopping.url, room, alice.sessionid)
         carol_socket = await servers.RoomSocket.open(stopping.url, room, carol.sessionid)
         bob_socket = await servers.RoomSocket.open(staying.url, room, bob.sessionid)
@@ -235,7 +235,7 @@ async def test_healthz_follows_the_channel_layer(env: dict[str, str], room: str)
         client = servers.HttpClient(server.url)
         assert client.get("/healthz").status == 200
         alice = servers.sign_up(server.url, alice_name)
-        assert alice.get(f"/rooms/{room}/").status == 200
+        assert alice.create_room(room).status == 200
         socket = await servers.RoomSocket.open(server.url, room, alice.sessionid)
         await socket.wait_for(online(alice_name))
 

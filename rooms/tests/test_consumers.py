@@ -73,7 +73,7 @@ async def test_messages_stay_in_their_room(gather, connect, alice, bob, lobby, o
     await alice_socket.send("lobby only")
     await alice_socket.receive_sent()
 
-    assert await bob_elsewhere.receive_nothing()
+    await bob_elsewhere.assert_quiet()
 
 
 # Presence ------------------------------------------------------------------------------
@@ -116,10 +116,10 @@ async def test_a_user_with_two_tabs_stays_online_until_the_last_one_closes(
 
     second_tab = await connect(alice, "lobby")
     await second_tab.ping()  # its handshake is complete: it would have joined by now
-    assert await bob_socket.receive_nothing()  # no second "alice joined"
+    await bob_socket.assert_quiet()  # no second "alice joined"
 
     await first_tab.disconnect()
-    assert await bob_socket.receive_nothing()  # no "alice left" while a tab is open
+    await bob_socket.assert_quiet()  # no "alice left" while a tab is open
     online = await db(presence.online_users)(lobby)
     assert [user.username for user in online] == ["alice", "bob"]
 
@@ -162,7 +162,7 @@ async def test_a_private_message_reaches_only_the_recipient_everywhere_and_the_s
         assert article.find(class_="message-body").text == "meet at <noon>"
     # The sender's copy carries the "delivered" mark (shown to the sender by the page CSS).
     assert parse_delivered(for_alice) == "✓ delivered"
-    assert await carol_socket.receive_nothing()
+    await carol_socket.assert_quiet()
     assert await db(Message.objects.count)() == 0
 
 
@@ -183,7 +183,7 @@ async def test_a_private_message_to_an_unknown_user_is_refused_to_the_sender_onl
     ]
     assert fragments.composer_value(reply) == "/pm nobody hello"  # kept, to fix and resend
     assert await stored() == (0, 0)
-    assert await bob_socket.receive_nothing()
+    await bob_socket.assert_quiet()
 
 
 # Access --------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ async def test_an_anonymous_socket_is_closed_with_4401(gather, connect, alice, l
 
     assert anonymous.accepted  # accepted then closed: htmx does not retry a 4401
     assert await anonymous.receive_close() == 4401
-    assert await alice_socket.receive_nothing()
+    await alice_socket.assert_quiet()
     assert await db(Connection.objects.count)() == 1
 
 
@@ -241,6 +241,6 @@ async def test_logging_out_closes_that_sessions_sockets_with_4401(
 
     assert response.status_code == 302
     assert await socket.receive_close() == 4401
-    assert await other_device.receive_nothing()  # other sessions stay open
+    await other_device.assert_quiet()  # other sessions stay open
     await other_device.send("still here")
     await other_device.receive_sent()
