@@ -5,4 +5,4 @@ class RoomsConfig(AppConfig):
     name = "rooms"
 
     def ready(self) -> None:
-        from rooms import signals  # noqa: F401  (connects the logout handler)
+        from rooms import signals  # noqa: F401  (connects the access re-checks)

@@ -1,14 +1,17 @@
 """The room socket: authorize, decode and validate, call a service, forward HTML.
 
 Close codes (htmx's ws extension reconnects only after 1006, 1011, 1012 and 1013):
-  4401  not logged in, or logged out meanwhile: reconnecting cannot help
+  4401  not logged in; or, while connected, logged out, the session deleted, the user
+        deactivated or their password changed: reconnecting cannot help
   4404  no such room, or one this user may not enter (private rooms stay unrevealed)
-  4403  access to the room was withdrawn while connected (removed, or refused a send)
+  4403  access to the room was withdrawn while connected (removed from its members, the
+        room made staff-only or private, demoted from staff, the room deleted)
   1003  a binary frame: the composer only sends text
   1009  a frame over MAX_FRAME_BYTES
   1013  the channel layer failed during the handshake: try again later
 """
 
+import asyncio
 import itertools
 import logging
 from typing import Any
@@ -156,26 +159,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
             error = "You are sending messages too fast. Wait a moment, then send again."
             await self.send(text_data=self.composer(data, error=error))
             return
-        reply, posted = await database_sync_to_async(self.submit)(data)
-        if reply is None:
-            await self.close(CLOSE_FORBIDDEN)
+        submitted = await database_sync_to_async(self.submit)(data)
+        if isinstance(submitted, services.Denied):
+            await self.close(_close_code(submitted))
             return
+        reply, posted = submitted
         # Broadcast from here, not from the database thread (see services.Posted).
         if posted is not None and not await posted.asend():
             reply = posted.html + reply  # the layer failed; the sender still sees it
         await self.send(text_data=reply)
 
-    def submit(self, data: dict[str, str]) -> tuple[str | None, services.Posted | None]:
-        """Authorize again (membership can change while a socket is open), then post.
+    def submit(self, data: dict[str, str]) -> tuple[str, services.Posted | None] | services.Denied:
+        """Authorize against the rows as they are now (the user, their session and the
+        room can all change while a socket is open), then post as the fresh user.
 
-        Returns the HTML for this socket only (None when the user may no longer post),
-        and what was posted, still to be sent.
+        Returns the HTML for this socket only and what was posted, still to be sent; or,
+        when the user may no longer send here, why.
         """
-        self.room.refresh_from_db()
-        if not services.can_enter(self.room, self.user):
-            log.info("%s lost access to %s; closing", self.user, self.room)
-            return None, None
-        form, posted = services.submit_composer(self.room, self.user, data, send=False)
+        access = services.socket_access(self.room.pk, self.user.pk, self.session_key)
+        if not isinstance(access, services.Allowed):
+            log.info("%s may not send in %s: %s; closing", self.user, self.room, access.reason)
+            return access
+        self.room = access.room
+        form, posted = services.submit_composer(access.room, access.user, data, send=False)
         if not form.is_valid():
             return self.composer(data, form=form), None
         return self.composer(), posted
@@ -238,6 +244,54 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def room_revoked(self, event: dict[str, Any]) -> None:
         if self.room is not None and event["room_id"] == self.room.pk:
             await self.close(CLOSE_FORBIDDEN)
+
+    # Access re-checked where it changes ------------------------------------------------
+
+    _access_stale = False
+    _access_checking: "asyncio.Task[None] | None" = None
+
+    @property
+    def session_key(self) -> str | None:
+        return self.scope["session"].session_key
+
+    async def access_check(self, event: dict[str, Any]) -> None:
+        """Something this socket's access rests on changed (rooms/signals.py: the user,
+        their session, the room or its members): decide it again, and close if it no
+        longer holds. In a task: this runs in the fan-out's delivery loop, which must not
+        wait for the database, and one check covers every change signalled before it
+        starts (an admin's save signals several)."""
+        if self.room is None or self.closing:
+            return
+        self._access_stale = True
+        if self._access_checking is None or self._access_checking.done():
+            self._access_checking = asyncio.create_task(self._recheck_access())
+
+    async def _recheck_access(self) -> None:
+        while self._access_stale and not self.closing:
+            self._access_stale = False
+            try:
+                access = await database_sync_to_async(services.socket_access)(
+                    self.room.pk, self.user.pk, self.session_key
+                )
+            except Exception:
+                # Unverifiable is not allowed: the reconnect is authorized afresh.
+                log.exception("access check of %s in %s failed; closing", self.user, self.room)
+                code = CLOSE_TRY_AGAIN_LATER
+            else:
+                if isinstance(access, services.Allowed):
+                    continue
+                log.info("%s lost access to %s: %s; closing", self.user, self.room, access.reason)
+                code = _close_code(access)
+            # Unless it closed or went while the database was asked.
+            if not self.closing and self in sockets.open_sockets:
+                await self.close(code)
+            return
+
+
+def _close_code(denied: services.Denied) -> int:
+    if isinstance(denied, services.Unauthenticated):
+        return CLOSE_UNAUTHENTICATED
+    return CLOSE_FORBIDDEN
 
 
 def _caught_up(event: dict[str, Any], caught_up_to: int) -> bool:

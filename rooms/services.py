@@ -9,12 +9,20 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    get_user_model,
+    load_backend,
+)
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import (
@@ -32,6 +40,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from rooms import fanout, sockets
 from rooms.forms import ComposerForm
@@ -62,6 +71,87 @@ def can_enter(room: Room, user: User) -> bool:
     if room.visibility == Room.Visibility.PRIVATE:
         return room.owner_id == user.pk or room.members.filter(pk=user.pk).exists()
     return True
+
+
+# What an open socket may still do. Decided afresh on every send and whenever something
+# it depends on changes (rooms/signals.py), from the rows as they are now: the user,
+# their session and the room can all change while a socket stays open for days.
+
+
+@dataclass(frozen=True)
+class Allowed:
+    room: Room  # fresh rows: what a send posts into, and as whom
+    user: Any
+
+
+@dataclass(frozen=True)
+class Unauthenticated:
+    """The session ended or no longer vouches for its user: the socket closes with 4401."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Forbidden:
+    """Still signed in, but no longer allowed in the room: the socket closes with 4403."""
+
+    reason: str
+
+
+SocketAccess = Allowed | Unauthenticated | Forbidden
+Denied = Unauthenticated | Forbidden
+
+
+def socket_access(room_id: int, user_id: int, session_key: str | None) -> SocketAccess:
+    """May the socket that user `user_id` opened in room `room_id` with the session
+    `session_key` still receive and send there?
+
+    As an HTTP request would be decided now: the session still exists and is signed in
+    as this user (session_user), and the room still lets them in (can_enter).
+    """
+    user = session_user(session_key)
+    if user is None:
+        return Unauthenticated("the session ended or no longer vouches for its user")
+    if user.pk != user_id:
+        return Unauthenticated("the session is signed in as someone else now")
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        return Forbidden("the room is gone")
+    if not can_enter(room, user):
+        return Forbidden(f"{user} may no longer enter {room}")
+    return Allowed(room, user)
+
+
+def session_user(session_key: str | None) -> Any | None:
+    """The active user the session `session_key` is signed in as now, or None.
+
+    The checks of django.contrib.auth.get_user, on a fresh read of the session: it exists
+    and has not expired, its backend is still configured and still returns the user
+    (ModelBackend: only an active one), and its auth hash still matches the user's
+    (current or fallback secret), so a password change ends other sessions. Unlike
+    get_user it only reads: it never flushes or cycles the session.
+    """
+    if not session_key:
+        return None
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    try:
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+        backend_path = session[BACKEND_SESSION_KEY]
+    except (KeyError, ValidationError):
+        return None
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    user = load_backend(backend_path).get_user(user_id)
+    if user is None or not user.is_active:
+        return None
+    if hasattr(user, "get_session_auth_hash"):
+        session_hash = session.get(HASH_SESSION_KEY)
+        if not session_hash:
+            return None
+        hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+        if not any(constant_time_compare(session_hash, known) for known in hashes):
+            return None
+    return user
 
 
 def is_room_name(slug: str) -> bool:

@@ -1,0 +1,377 @@
+"""Access re-checked where it changes (issue 9, case 13).
+
+Access changed anywhere, not only by the owner's remove button (the admin, the ORM, a
+deleted session), reaches the open sockets it concerns: they close with 4401 (the user or
+session is no longer valid) or 4403 (the room is no longer theirs), and every other
+socket is left alone. A send is authorized against the rows as they are now, so a
+change that sends no signal at all (a bulk update) is refused at the next send.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
+
+from rooms import services
+from rooms.models import Message, PrivateMessage, Room
+from rooms.tests.html_forms import form_fields
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+db = database_sync_to_async
+User = get_user_model()
+
+
+@pytest.fixture
+def lobby(alice) -> Room:
+    return Room.objects.create(slug="lobby", owner=alice)
+
+
+@pytest.fixture
+def secret(alice, bob) -> Room:
+    room = Room.objects.create(slug="secret", owner=alice, visibility=Room.Visibility.PRIVATE)
+    room.members.add(bob)
+    return room
+
+
+@pytest.fixture
+def ops() -> Room:
+    return Room.objects.create(slug="ops", visibility=Room.Visibility.STAFF)
+
+
+@pytest.fixture
+def sam(make_user) -> Any:
+    return make_user("sam", is_staff=True)
+
+
+@pytest.fixture
+def admin(login, make_user) -> Any:
+    """A logged-in client of a superuser, for the admin's forms."""
+    return login(make_user("root", is_staff=True, is_superuser=True))
+
+
+def submit_admin_form(
+    admin: Any, path: str, change: Callable[[dict[str, list[str]]], None]
+) -> None:
+    """Open an admin form page, change its fields as a person would, save it."""
+    page = admin.get(path)
+    assert page.status_code == 200, page.status_code
+    fields = form_fields(
+        page.content.decode(), "user_form" if "/auth/user/" in path else "room_form"
+    )
+    change(fields)
+    response = admin.post(path, fields)
+    assert response.status_code == 302, response.content.decode()[:3000]
+
+
+async def admin_changes(
+    admin: Any, path: str, change: Callable[[dict[str, list[str]]], None]
+) -> None:
+    await sync_to_async(submit_admin_form)(admin, path, change)
+
+
+def unchecked(name: str) -> Callable[[dict[str, list[str]]], None]:
+    return lambda fields: fields.pop(name)
+
+
+async def stored() -> tuple[int, int]:
+    return await db(Message.objects.count)(), await db(PrivateMessage.objects.count)()
+
+
+async def assert_still_sends(socket: Any, text: str = "still here") -> None:
+    """It is open and allowed: a send goes through (so any access check that was under
+    way when it was sent has finished: they share the one database thread)."""
+    await socket.send(text)
+    await socket.receive_sent()
+
+
+# The user: active, staff, password, session ------------------------------------------------
+
+
+async def deactivate_with_the_orm(admin: Any, user: Any) -> None:
+    user.is_active = False
+    await db(user.save)()
+
+
+async def deactivate_in_the_admin(admin: Any, user: Any) -> None:
+    await admin_changes(admin, f"/admin/auth/user/{user.pk}/change/", unchecked("is_active"))
+
+
+@pytest.mark.parametrize("deactivate", [deactivate_with_the_orm, deactivate_in_the_admin])
+async def test_deactivating_a_user_closes_all_their_sockets_with_4401(
+    gather, connect, admin, alice, bob, lobby, secret, deactivate
+):
+    alice_in_lobby, bob_in_lobby = await gather("lobby", alice, bob)
+    bob_in_secret = await connect(bob, "secret")
+    await bob_in_secret.expect_presence("bob", "joined")
+    alice_in_secret = await connect(alice, "secret")
+    await alice_in_secret.expect_presence("alice", "joined")
+    await bob_in_secret.expect_presence("alice", "joined")
+
+    await deactivate(admin, bob)
+
+    assert await bob_in_lobby.receive_close() == 4401
+    assert await bob_in_secret.receive_close() == 4401
+    await alice_in_lobby.assert_quiet()
+    await alice_in_secret.assert_quiet()
+    await assert_still_sends(alice_in_lobby)
+    await bob_in_lobby.disconnect(4401)  # the browser's side: then everyone sees bob leave
+    await alice_in_lobby.expect_presence("bob", "left")
+
+
+async def test_a_deactivated_user_cannot_send_a_private_message_through_an_open_socket(
+    gather, alice, bob, lobby
+):
+    alice_socket, bob_socket = await gather("lobby", alice, bob)
+    # A bulk update sends no signal: nothing tells the socket, the send itself is refused.
+    await db(User.objects.filter(pk=bob.pk).update)(is_active=False)
+
+    await bob_socket.send("/pm alice one last word")
+
+    assert await bob_socket.receive_close() == 4401
+    assert await stored() == (0, 0)
+    await alice_socket.assert_quiet()
+
+
+async def demote_with_the_orm(admin: Any, user: Any) -> None:
+    user.is_staff = False
+    await db(user.save)()
+
+
+async def demote_in_the_admin(admin: Any, user: Any) -> None:
+    await admin_changes(admin, f"/admin/auth/user/{user.pk}/change/", unchecked("is_staff"))
+
+
+@pytest.mark.parametrize("demote", [demote_with_the_orm, demote_in_the_admin])
+async def test_demoting_from_staff_closes_their_staff_room_sockets_with_4403_only(
+    gather, admin, sam, lobby, ops, demote
+):
+    (sam_in_ops,) = await gather("ops", sam)
+    (sam_in_lobby,) = await gather("lobby", sam)
+
+    await demote(admin, sam)
+
+    assert await sam_in_ops.receive_close() == 4403
+    await sam_in_lobby.assert_quiet()
+    await assert_still_sends(sam_in_lobby)
+
+
+async def test_a_send_after_a_silent_demotion_is_refused_with_4403(gather, sam, ops):
+    (sam_in_ops,) = await gather("ops", sam)
+    await db(User.objects.filter(pk=sam.pk).update)(is_staff=False)
+
+    await sam_in_ops.send("am I still staff?")
+
+    assert await sam_in_ops.receive_close() == 4403
+    assert await stored() == (0, 0)
+
+
+async def change_password_with_the_orm(admin: Any, user: Any) -> None:
+    user.set_password("a new password, never used")
+    await db(user.save)()
+
+
+async def reset_password_in_the_admin(admin: Any, user: Any) -> None:
+    def new_password(fields: dict[str, list[str]]) -> None:
+        fields["password1"] = fields["password2"] = ["a new password, never used"]
+
+    await admin_changes(admin, f"/admin/auth/user/{user.pk}/password/", new_password)
+
+
+@pytest.mark.parametrize("change", [change_password_with_the_orm, reset_password_in_the_admin])
+async def test_a_password_change_closes_the_sockets_of_every_session_with_4401(
+    gather, connect, admin, alice, bob, lobby, change
+):
+    alice_socket, bob_socket = await gather("lobby", alice, bob)
+    bob_elsewhere = await connect(bob, "lobby")  # another session (browser) of bob's
+    await bob_elsewhere.ping()
+
+    await change(admin, bob)
+
+    assert await bob_socket.receive_close() == 4401
+    assert await bob_elsewhere.receive_close() == 4401
+    await alice_socket.assert_quiet()
+    await assert_still_sends(alice_socket)
+
+
+async def test_deleting_a_session_closes_its_sockets_alone_with_4401(
+    gather, connect, login, alice, bob, lobby
+):
+    alice_socket, bob_socket = await gather("lobby", alice, bob)
+    bobs_other_browser = await sync_to_async(login)(bob)
+    bob_elsewhere = await connect(bob, "lobby", client=bobs_other_browser)
+    await bob_elsewhere.ping()
+
+    await db(Session.objects.filter(session_key=bobs_other_browser.session.session_key).delete)()
+
+    assert await bob_elsewhere.receive_close() == 4401
+    await bob_socket.assert_quiet()
+    await assert_still_sends(bob_socket)
+    await alice_socket.receive()  # bob's message
+
+
+async def test_logging_in_elsewhere_and_unrelated_changes_close_nothing(
+    gather, admin, client, password, alice, bob, lobby
+):
+    alice_socket, bob_socket = await gather("lobby", alice, bob)
+
+    # A login saves last_login alone; the admin's full save of bob re-checks his sockets.
+    credentials = {"username": "bob", "password": password}
+    response = await sync_to_async(client.post)("/accounts/login/", credentials)
+    assert response.status_code == 302
+
+    def rename(fields: dict[str, list[str]]) -> None:
+        fields["first_name"] = ["Robert"]
+
+    await admin_changes(admin, f"/admin/auth/user/{bob.pk}/change/", rename)
+
+    await bob_socket.assert_quiet()
+    await assert_still_sends(bob_socket)
+    await alice_socket.receive()
+
+
+async def test_deleting_a_user_closes_their_sockets_with_4401(gather, alice, bob, carol, lobby):
+    alice_socket, carol_socket = await gather("lobby", alice, carol)
+    (bob_socket,) = await gather("lobby", bob)
+    for socket in (alice_socket, carol_socket):
+        await socket.expect_presence("bob", "joined")
+
+    await db(User.objects.filter(pk=bob.pk).delete)()
+
+    assert await bob_socket.receive_close() == 4401
+    await alice_socket.assert_quiet()
+
+
+# The room: visibility, members ---------------------------------------------------------
+
+
+async def make_staff_only_with_the_orm(admin: Any, room: Room) -> None:
+    room.visibility = Room.Visibility.STAFF
+    await db(room.save)()
+
+
+async def make_staff_only_in_the_admin(admin: Any, room: Room) -> None:
+    def staff_only(fields: dict[str, list[str]]) -> None:
+        fields["visibility"] = [Room.Visibility.STAFF]
+
+    await admin_changes(admin, f"/admin/rooms/room/{room.pk}/change/", staff_only)
+
+
+@pytest.mark.parametrize("change", [make_staff_only_with_the_orm, make_staff_only_in_the_admin])
+async def test_making_a_room_staff_only_closes_everyone_but_staff_with_4403(
+    gather, admin, alice, bob, sam, lobby, change
+):
+    alice_socket, bob_socket, sam_socket = await gather("lobby", alice, bob, sam)
+
+    await change(admin, lobby)
+
+    assert await alice_socket.receive_close() == 4403
+    assert await bob_socket.receive_close() == 4403
+    await sam_socket.assert_quiet()
+    await assert_still_sends(sam_socket)
+
+
+async def test_making_a_room_private_closes_everyone_but_its_owner_and_members(
+    gather, alice, bob, carol, lobby
+):
+    alice_socket, bob_socket, carol_socket = await gather("lobby", alice, bob, carol)
+
+    await db(lobby.members.add)(bob)
+    lobby.visibility = Room.Visibility.PRIVATE
+    await db(lobby.save)()
+
+    assert await carol_socket.receive_close() == 4403
+    await alice_socket.assert_quiet()
+    await bob_socket.assert_quiet()
+    await assert_still_sends(bob_socket)
+
+
+async def remove_in_the_admin(admin: Any, room: Room, user: Any) -> None:
+    def without(fields: dict[str, list[str]]) -> None:
+        fields["members"] = [pk for pk in fields.get("members", []) if pk != str(user.pk)]
+
+    await admin_changes(admin, f"/admin/rooms/room/{room.pk}/change/", without)
+
+
+async def remove_with_the_orm(admin: Any, room: Room, user: Any) -> None:
+    await db(room.members.remove)(user)
+
+
+async def remove_from_the_users_side(admin: Any, room: Room, user: Any) -> None:
+    await db(user.member_rooms.remove)(room)
+
+
+async def remove_by_the_owner(admin: Any, room: Room, user: Any) -> None:
+    await db(services.remove_member)(room, room.owner, user)
+
+
+@pytest.mark.parametrize(
+    "remove",
+    [remove_in_the_admin, remove_with_the_orm, remove_from_the_users_side, remove_by_the_owner],
+)
+async def test_removing_a_member_closes_their_socket_in_that_room_with_4403(
+    gather, connect, admin, alice, bob, carol, lobby, secret, remove
+):
+    await db(secret.members.add)(carol)
+    alice_socket, bob_socket, carol_socket = await gather("secret", alice, bob, carol)
+    (bob_in_lobby,) = await gather("lobby", bob)
+
+    await remove(admin, secret, bob)
+
+    assert await bob_socket.receive_close() == 4403
+    await bob_in_lobby.assert_quiet()  # his other rooms are unaffected
+    for socket in (alice_socket, carol_socket):
+        await socket.assert_quiet()
+    await assert_still_sends(carol_socket)
+
+
+async def test_clearing_the_members_closes_everyone_but_the_owner(
+    gather, alice, bob, carol, secret
+):
+    await db(secret.members.add)(carol)
+    alice_socket, bob_socket, carol_socket = await gather("secret", alice, bob, carol)
+
+    await db(secret.members.clear)()
+
+    assert await bob_socket.receive_close() == 4403
+    assert await carol_socket.receive_close() == 4403
+    await alice_socket.assert_quiet()
+    await assert_still_sends(alice_socket)
+
+
+async def test_deleting_a_room_closes_its_sockets_with_4403(gather, alice, bob, lobby, secret):
+    alice_socket, bob_socket = await gather("secret", alice, bob)
+    (bob_in_lobby,) = await gather("lobby", bob)
+
+    await db(Room.objects.filter(pk=secret.pk).delete)()
+
+    assert await alice_socket.receive_close() == 4403
+    assert await bob_socket.receive_close() == 4403
+    await bob_in_lobby.assert_quiet()
+
+
+# What decides ----------------------------------------------------------------------------
+
+
+async def test_socket_access_decides_from_the_rows_as_they_are_now(login, alice, bob, secret):
+    client = await sync_to_async(login)(bob)
+    key = client.session.session_key
+    decide = db(services.socket_access)
+
+    allowed = await decide(secret.pk, bob.pk, key)
+    assert isinstance(allowed, services.Allowed)
+    assert (allowed.room, allowed.user) == (secret, bob)
+    assert isinstance(await decide(secret.pk, alice.pk, key), services.Unauthenticated)
+    assert isinstance(await decide(secret.pk, bob.pk, "no-such-session"), services.Unauthenticated)
+    assert isinstance(await decide(secret.pk, bob.pk, None), services.Unauthenticated)
+    assert isinstance(await decide(secret.pk + 1000, bob.pk, key), services.Forbidden)
+
+    await db(Room.members.through.objects.filter(room=secret, user=bob).delete)()
+    assert isinstance(await decide(secret.pk, bob.pk, key), services.Forbidden)
+
+    await db(User.objects.filter(pk=bob.pk).update)(is_active=False)
+    assert isinstance(await decide(secret.pk, bob.pk, key), services.Unauthenticated)
