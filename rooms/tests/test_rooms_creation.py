@@ -7,6 +7,7 @@ paginated with the user's own rooms first; each user may create only so many roo
 """
 
 import re
+import threading
 from typing import Any
 
 import pytest
@@ -303,6 +304,36 @@ def test_the_cap_is_per_user_and_staff_are_exempt(alice, bob, make_user, setting
         services.create_room(f"staff-{n}", staff, private=False)
     with pytest.raises(services.RoomLimitReached):
         services.create_room("alices-second", alice, private=False)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cap_holds_when_one_user_creates_rooms_concurrently(alice, settings) -> None:
+    """Four requests at once at the cap's edge: one room, three refusals (PostgreSQL
+    counts without seeing the others' uncommitted rooms: create_room locks the user)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time (IMMEDIATE) anyway")
+    settings.CHAT_ROOMS_PER_USER_PER_DAY = 1
+    start = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def create(n: int) -> None:
+        start.wait()
+        try:
+            services.create_room(f"race-{n}", alice, private=False)
+            outcomes.append("created")
+        except services.RoomLimitReached:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["created", "refused", "refused", "refused"]
+    assert Room.objects.filter(owner=alice).count() == 1
 
 
 # The room list: paginated, my rooms first -------------------------------------------------
