@@ -83,10 +83,14 @@ def chat_test_environment(settings: Any) -> Iterator[None]:
     """
     # Always the in-memory layer, even with REDIS_URL set; assigning CHANNEL_LAYERS makes
     # channels drop its cached layer, so each test gets a new one (and so does the next).
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "rooms.layers.HubInMemoryChannelLayer"}}
     # The heartbeat and the layer watchdog are started by the first socket; tests call
     # presence.heartbeat() and sockets.close_all() directly instead of waiting for them.
     settings.CHAT_PRESENCE_HEARTBEAT = 3600
+    # Joins and leaves go out at once, a leave with no grace: the suites read them as the
+    # next frame. (rooms/tests/test_presence.py tests the tick and the grace themselves.)
+    settings.CHAT_PRESENCE_TICK = 0
+    settings.CHAT_PRESENCE_LEAVE_GRACE = 0
     settings.CHAT_LAYER_CHECK_SECONDS = 3600
     # No collectstatic in a test run: the manifest storage (DEBUG off) would have no manifest.
     settings.STORAGES = {
@@ -244,6 +248,22 @@ class ChatSocket:
         )
         return output["text"]
 
+    async def settle(self) -> None:
+        """Read what every accepted socket is sent first: the catch-up, if any (kept in
+        `catch_up`), then the cursor and the online list (kept in `settled`). A close
+        that comes instead is left for the test to read."""
+        self.catch_up: list[str] = []
+        while True:
+            output = await self.receive_output()
+            if output["type"] == "websocket.close":
+                self.communicator.output_queue.put_nowait(output)
+                return
+            html = output["text"]
+            if fragments.cursor_of(html) is not None:
+                self.settled = html
+                return
+            self.catch_up.append(html)
+
     async def receive_frames(self, count: int) -> list[str]:
         return [await self.receive() for _ in range(count)]
 
@@ -345,10 +365,11 @@ async def connect(transactional_db: None) -> AsyncIterator[Connect]:
     """`await connect(user, "lobby")`: a socket to a room, logged in as `user`.
 
     `client=` reuses that client's session (as a tab of the same browser does), `user=None`
-    connects without a session, `after=` asks for what came after that message id (more
-    parameters go in `query=`, e.g. "resync=1"), `origin=` overrides the Origin header
-    (None sends none). The handshake is done when it returns; whatever the server then
-    sends (a join, a close) is for the test to read. Every socket is disconnected at the
+    connects without a session, `after=` asks for what came after that room sequence
+    number (more parameters go in `query=`, e.g. "have=3,4"), `origin=` overrides the
+    Origin header (None sends none). The handshake is done when it returns, and so is
+    what every connect is sent first (`ChatSocket.settle`; `settle=False` leaves it
+    unread); what the server sends next (a join, a close) is for the test to read. Every socket is disconnected at the
     end, and a consumer that crashed fails the test.
     """
     opened: list[ChatSocket] = []
@@ -361,6 +382,7 @@ async def connect(transactional_db: None) -> AsyncIterator[Connect]:
         query: str = "",
         client: Client | None = None,
         origin: bytes | None = ORIGIN,
+        settle: bool = True,
     ) -> ChatSocket:
         # Host, as every browser sends it: the Origin check compares the Origin with it.
         headers = [(b"host", b"localhost")]
@@ -377,6 +399,8 @@ async def connect(transactional_db: None) -> AsyncIterator[Connect]:
         socket = ChatSocket(WebsocketCommunicator(application, path, headers=headers), user)
         opened.append(socket)
         socket.accepted, _ = await socket.communicator.connect(timeout=TIMEOUT)
+        if socket.accepted and settle:
+            await socket.settle()
         return socket
 
     yield _connect
@@ -386,6 +410,7 @@ async def connect(transactional_db: None) -> AsyncIterator[Connect]:
             await socket.disconnect()
         except Exception as crash:  # every socket still gets closed; the first crash is raised
             crashes.append(crash)
+    await presence.drain()  # leaves being settled and announced use the database too
     # Consumers use the database from asgiref's worker thread. Close its connection, or on
     # PostgreSQL the flush after this test waits on it, and the test database can't be dropped.
     await sync_to_async(connections.close_all)()

@@ -126,7 +126,9 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Channels' in-memory layer, with room for every event of the process's one channel
+    # and a dropped message counted as an outage (rooms/layers.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "rooms.layers.HubInMemoryChannelLayer"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -200,7 +202,8 @@ SESSION_ENGINE = "site_config.sessions"
 # Chat limits, in one place so that forms, consumers and docs agree.
 CHAT_MESSAGE_MAX_LENGTH = 4000
 CHAT_HISTORY_LENGTH = 50
-# A socket that reconnects is sent at most this many missed messages.
+# A socket that reconnects is sent what it missed if that is at most this many changes;
+# past it, the page is told to reload instead (it shows the newest messages then).
 CHAT_CATCHUP_LIMIT = 500
 CHAT_RATE_BURST = int(os.environ.get("CHAT_RATE_BURST", "10"))
 CHAT_RATE_PER_SECOND = float(os.environ.get("CHAT_RATE_PER_SECOND", "1"))
@@ -208,6 +211,11 @@ CHAT_RATE_PER_SECOND = float(os.environ.get("CHAT_RATE_PER_SECOND", "1"))
 # without cleaning up has its users expire after this many seconds.
 CHAT_PRESENCE_TTL = int(os.environ.get("CHAT_PRESENCE_TTL", "60"))
 CHAT_PRESENCE_HEARTBEAT = CHAT_PRESENCE_TTL / 3
+# A user whose last socket closed counts as online this many seconds more, so that a
+# reload or a reconnect is no leave-and-join in everyone's log (rooms/presence.py).
+CHAT_PRESENCE_LEAVE_GRACE = float(os.environ.get("CHAT_PRESENCE_LEAVE_GRACE", "5"))
+# Joins and leaves are sent once per tick per room, however many there were.
+CHAT_PRESENCE_TICK = 0.25
 # How often each process checks the channel layer, to resync its sockets after an outage.
 CHAT_LAYER_CHECK_SECONDS = float(os.environ.get("CHAT_LAYER_CHECK_SECONDS", "2"))
 # Rooms: how many a user (not staff) may create in 24 hours, and rooms per list page.
