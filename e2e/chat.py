@@ -36,11 +36,11 @@ class ServerDatabase:
             return connection.execute(sql, params).fetchall()
 
     def room_messages(self, slug: str) -> list[tuple[int, str, str]]:
-        """(id, author, body) of every message stored in the room, oldest first."""
+        """(id, author, body) of every message stored in the room, in the room's order."""
         return self.query(
             "SELECT m.id, u.username, m.body FROM rooms_message m "
             "JOIN rooms_room r ON r.id = m.room_id JOIN auth_user u ON u.id = m.author_id "
-            "WHERE r.slug = ? ORDER BY m.id",
+            "WHERE r.slug = ? ORDER BY m.seq",
             slug,
         )
 

@@ -80,6 +80,9 @@ def server_env(**overrides: str) -> dict[str, str]:
         ALLOWED_HOSTS="127.0.0.1,localhost",
         PYTHONUNBUFFERED="1",
         SIGNUPS_PER_HOUR="100000",
+        # A closed socket's user is announced as gone after this many seconds (5 by
+        # default): the suites wait for "left" lines.
+        CHAT_PRESENCE_LEAVE_GRACE="1",
     )
     env.update(overrides)
     return env
@@ -410,8 +413,7 @@ class RoomSocket:
 
     Each pushed frame is read once, into what the page would show: the room's messages,
     private messages and presence lines in order, and `online`, the online list after
-    every out-of-band swap (opened with ?resync=1, the server starts it with the whole
-    list). Frames are parsed with the unit suite's reader (rooms/tests/fragments.py).
+    every out-of-band swap (every connect ends its catch-up with the whole list). Frames are parsed with the unit suite's reader (rooms/tests/fragments.py).
     """
 
     def __init__(self, connection: Any, name: str) -> None:
@@ -425,7 +427,7 @@ class RoomSocket:
 
     @classmethod
     async def open(
-        cls, base_url: str, slug: str, sessionid: str, *, name: str = "", query: str = "resync=1"
+        cls, base_url: str, slug: str, sessionid: str, *, name: str = "", query: str = ""
     ) -> "RoomSocket":
         from websockets.asyncio.client import connect
 
