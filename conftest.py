@@ -104,6 +104,7 @@ def chat_test_environment(settings: Any) -> Iterator[None]:
     services.rate_limiter.reset()
     # The test's event loop is closed (its tasks cancelled); forget what was tied to it.
     sockets.open_sockets.clear()
+    sockets.user_sockets.clear()
     sockets._watchdogs.clear()
     sockets._probes.clear()
     presence._heartbeats.clear()

@@ -64,6 +64,12 @@ def bench_env(
         # The per-user flood limit would refuse a benchmark's senders at once.
         CHAT_RATE_BURST="1000000000",
         CHAT_RATE_PER_SECOND="1000000000",
+        # So would the per-socket flood limits: a sender socket sends hundreds of frames a
+        # second, and an overloaded server is measured as late or lost, not as closed.
+        CHAT_SOCKET_FRAME_BURST="1000000000",
+        CHAT_SOCKET_FRAMES_PER_SECOND="1000000000",
+        CHAT_SOCKET_MAX_QUEUED_FRAMES="1000000000",
+        CHAT_SOCKET_MAX_QUEUED_BYTES="1000000000000",
         # One log line per message and per connection is I/O the other servers don't do.
         CHAT_LOG_LEVEL="WARNING",
         PYTHONPATH=f"{app}:{PROJECT_DIR}",

@@ -408,6 +408,27 @@ def make_sessions(env: dict[str, str], usernames: list[str]) -> dict[str, str]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def make_room(env: dict[str, str], slug: str, owner: str) -> None:
+    """A public room owned by `owner` (a username), made directly in the database, so a
+    test does not depend on how pages create rooms."""
+    script = (
+        "import sys\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from rooms.models import Room\n"
+        "slug, owner = sys.stdin.read().split()\n"
+        "Room.objects.create(slug=slug, owner=get_user_model().objects.get(username=owner))\n"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=PROJECT_DIR,
+        env=env,
+        input=f"{slug} {owner}",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
 class RoomSocket:
     """A room's WebSocket as htmx's ws extension holds it, with what it has shown so far.
 

@@ -7,8 +7,15 @@ Close codes (htmx's ws extension reconnects only after 1006, 1011, 1012 and 1013
   4403  access to the room was withdrawn while connected (removed from its members, the
         room made staff-only or private, demoted from staff, the room deleted)
   1003  a binary frame: the composer only sends text
+  1008  policy: frames sent faster than they are served (more than
+        CHAT_SOCKET_MAX_QUEUED_FRAMES, or _BYTES, waiting: site_config/socket_limits.py;
+        or past the socket's frame budget, CHAT_SOCKET_FRAME_BURST then
+        CHAT_SOCKET_FRAMES_PER_SECOND), or the user already holds
+        CHAT_MAX_SOCKETS_PER_USER sockets in this process
   1009  a frame over MAX_FRAME_BYTES
   1013  the channel layer failed during the handshake: try again later
+A socket with more than CHAT_SOCKET_MAX_BUFFERED_BYTES sent to it and not read is dropped
+without a close frame (it would not be read): the consumer sees 1006.
 """
 
 import asyncio
@@ -34,6 +41,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NO_ROOM = 4404
 CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -49,6 +57,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
     caught_up_to = 0  # the room's cursor the catch-up brought the page to
     _empty_composer = ""
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the socket ended (closed, crashed, cancelled), its place is free.
+            sockets.user_sockets.release(self)
+
     async def connect(self) -> None:
         self.user = self.scope["user"]
         self.socket_id = f"{presence.SERVER_ID}:{next(_socket_ids)}"  # for presence rows
@@ -58,6 +73,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if not self.user.is_authenticated:
             await self.close(CLOSE_UNAUTHENTICATED)
             return
+        cap = settings.CHAT_MAX_SOCKETS_PER_USER
+        if not sockets.user_sockets.admit(self, self.user.pk, cap):
+            log.warning(
+                "socket refused: %s already has %d sockets here (code 1008)", self.user, cap
+            )
+            await self.close(CLOSE_POLICY_VIOLATION)
+            return
+        self.frame_budget = sockets.FrameBudget(
+            settings.CHAT_SOCKET_FRAME_BURST, settings.CHAT_SOCKET_FRAMES_PER_SECOND
+        )
         slug = self.scope["url_route"]["kwargs"]["slug"]
         try:
             # Never creates: rooms are made by a POST to the room list, not by a socket.
@@ -141,6 +166,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.room is None or self.closing:
             # A socket we refused or are closing can still deliver frames (htmx flushes
             # its queue on open) until our close reaches the client: they are dropped.
+            return
+        if not self.frame_budget.spend():
+            # A flood: closed before anything is decoded or rendered for it.
+            log.warning("closing %s's socket in %s: frames over its budget", self.user, self.room)
+            await self.close(CLOSE_POLICY_VIOLATION)
             return
         if text_data is None:
             await self.close(CLOSE_UNSUPPORTED_DATA)

@@ -1,4 +1,9 @@
-"""The sockets this process holds, and the channel-layer watchdog that looks after them.
+"""The sockets this process holds, what each may cost, and the channel-layer watchdog.
+
+Each user holds at most CHAT_MAX_SOCKETS_PER_USER sockets here (`user_sockets`), and
+each socket may send frames within a budget (`FrameBudget`); rooms/consumers.py closes
+with 1008 past either. The transport's own limits (frames queued, bytes unsent) are in
+site_config/socket_limits.py.
 
 When the channel layer (Redis) goes away, sockets can stay open yet miss what others
 post meanwhile: the messages are stored, but their live copies were never delivered.
@@ -11,6 +16,9 @@ what it missed.
 import asyncio
 import contextlib
 import logging
+import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -33,6 +41,74 @@ async def close_all(code: int = CLOSE_SERVICE_RESTART) -> int:
     sockets = list(open_sockets)
     await asyncio.gather(*(socket.close(code) for socket in sockets), return_exceptions=True)
     return len(sockets)
+
+
+class UserSockets:
+    """How many sockets each user holds in this process, so that no user holds more than
+    CHAT_MAX_SOCKETS_PER_USER (issue 9: one user could open 2,000).
+
+    A socket counts from its handshake (`admit`) until its consumer ends (`release`),
+    however it ends; `admit` checks and counts with no await in between, so a hundred
+    handshakes at once cannot all slip under the cap.
+    """
+
+    def __init__(self) -> None:
+        self._owners: dict[object, int] = {}  # socket -> user id
+        self._counts: Counter[int] = Counter()
+
+    def admit(self, socket: object, user_id: int, limit: int) -> bool:
+        """Count `socket` for `user_id` unless the user already holds `limit` sockets."""
+        if socket in self._owners:
+            return True
+        if self._counts[user_id] >= limit:
+            return False
+        self._owners[socket] = user_id
+        self._counts[user_id] += 1
+        return True
+
+    def release(self, socket: object) -> None:
+        """Stop counting `socket` (a no-op for one never admitted)."""
+        user_id = self._owners.pop(socket, None)
+        if user_id is None:
+            return
+        self._counts[user_id] -= 1
+        if self._counts[user_id] <= 0:
+            del self._counts[user_id]
+
+    def count(self, user_id: int) -> int:
+        return self._counts[user_id]
+
+    def clear(self) -> None:
+        self._owners.clear()
+        self._counts.clear()
+
+
+user_sockets = UserSockets()
+
+
+class FrameBudget:
+    """One socket's allowance of incoming frames: a token bucket of `burst` frames,
+    refilled at `per_second`. A composer sends one frame per message, so a person never
+    comes near it; a client past it is flooding, and is closed (rooms/consumers.py)."""
+
+    def __init__(
+        self, burst: float, per_second: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.burst = burst
+        self.per_second = per_second
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def spend(self) -> bool:
+        """Take one frame from the budget; False (and nothing taken) when it is spent."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.per_second)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 class Backlogged(TimeoutError):

@@ -19,7 +19,7 @@ django_asgi_app = get_asgi_application()  # sets Django up before the imports be
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from rooms.routing import websocket_urlpatterns  # noqa: E402
-from site_config import http_guard, lifecycle, twisted_writes  # noqa: E402
+from site_config import http_guard, lifecycle, socket_limits, twisted_writes  # noqa: E402
 from site_config.origins import ExactOriginValidator  # noqa: E402
 from site_config.socket_auth import SocketAuthMiddlewareStack  # noqa: E402
 
@@ -40,6 +40,8 @@ lifecycle.install()
 twisted_writes.install()
 # Under Daphne: a body over CHAT_MAX_REQUEST_BYTES is refused before Twisted buffers it.
 http_guard.install()
+# Under Daphne: a socket that floods is closed with 1008, one that does not read is dropped.
+socket_limits.install()
 
 # The garbage collector's full passes walk every object the process holds, and a process
 # with 500 sockets holds a lot of them: with the default thresholds, three pauses of

@@ -221,6 +221,21 @@ CHAT_LAYER_CHECK_SECONDS = float(os.environ.get("CHAT_LAYER_CHECK_SECONDS", "2")
 # Rooms: how many a user (not staff) may create in 24 hours, and rooms per list page.
 CHAT_ROOMS_PER_USER_PER_DAY = int(os.environ.get("CHAT_ROOMS_PER_USER_PER_DAY", "10"))
 CHAT_ROOMS_PAGE_SIZE = int(os.environ.get("CHAT_ROOMS_PAGE_SIZE", "50"))
+# What one socket may cost (site_config/socket_limits.py, rooms/consumers.py). Closed with
+# 1008: a socket with more than CHAT_SOCKET_MAX_QUEUED_FRAMES frames (or _BYTES) waiting
+# for its consumer, or sending past its frame budget (a burst, then a sustained rate), and a
+# user's socket past CHAT_MAX_SOCKETS_PER_USER in this process. Dropped: a socket with
+# more than CHAT_SOCKET_MAX_BUFFERED_BYTES sent to it that it has not read.
+CHAT_SOCKET_MAX_QUEUED_FRAMES = int(os.environ.get("CHAT_SOCKET_MAX_QUEUED_FRAMES", "64"))
+CHAT_SOCKET_MAX_QUEUED_BYTES = int(
+    os.environ.get("CHAT_SOCKET_MAX_QUEUED_BYTES", str(1024 * 1024))
+)
+CHAT_SOCKET_FRAME_BURST = int(os.environ.get("CHAT_SOCKET_FRAME_BURST", "30"))
+CHAT_SOCKET_FRAMES_PER_SECOND = float(os.environ.get("CHAT_SOCKET_FRAMES_PER_SECOND", "5"))
+CHAT_SOCKET_MAX_BUFFERED_BYTES = int(
+    os.environ.get("CHAT_SOCKET_MAX_BUFFERED_BYTES", str(1024 * 1024))
+)
+CHAT_MAX_SOCKETS_PER_USER = int(os.environ.get("CHAT_MAX_SOCKETS_PER_USER", "30"))
 
 # Accounts (accounts/services.py). Log-ins, by django-axes: after LOGIN_FAILURE_LIMIT
 # failures for one username, or from one address (each counted on its own), every log-in

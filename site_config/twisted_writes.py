@@ -10,13 +10,18 @@ the send path (measured: bench/RESULTS.md, "The optimisations").
 `install()` makes a TCP connection with nothing buffered try `send()` first; only what
 the kernel does not take (a slow reader, a full socket buffer) is buffered, through
 Twisted's own `write()`, so back-pressure, producers and lost connections keep working
-exactly as before. Checked against Twisted 26.10 (`abstract.FileDescriptor.write`,
-`tcp.Connection.writeSomeData`); re-check when upgrading it.
+exactly as before. Written and tested against Twisted 26.10.0 (`abstract.FileDescriptor.write`
+and its buffers, `tcp.Connection.writeSomeData`): on another version the server refuses
+to start until this is re-checked (site_config/upstream.py).
 """
 
 import sys
 
 from twisted.internet import tcp
+
+from site_config import upstream
+
+TESTED_VERSIONS = {"twisted": "26.10.0"}
 
 _buffered_write = tcp.Connection.write
 
@@ -41,6 +46,9 @@ def write_now(self: tcp.Connection, data: bytes) -> None:
 
 
 def install() -> None:
-    """Under Daphne (which imports Twisted's TCP connections); a no-op elsewhere."""
+    """Under Daphne (which imports Twisted's TCP connections); a no-op elsewhere.
+
+    Raises ImproperlyConfigured on an untested Twisted (site_config/upstream.py)."""
     if "daphne.server" in sys.modules:
+        upstream.require_tested("site_config/twisted_writes.py", TESTED_VERSIONS)
         tcp.Connection.write = write_now

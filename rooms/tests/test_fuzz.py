@@ -168,9 +168,10 @@ class Target:
 
 
 @pytest.fixture
-async def target(connect, alice, bob, monkeypatch) -> Target:
+async def target(connect, alice, bob, monkeypatch, settings) -> Target:
     # Flood control is tested elsewhere; here every valid frame must get through.
     monkeypatch.setattr(services.rate_limiter, "burst", 10**9)
+    settings.CHAT_SOCKET_FRAME_BURST = 10**9
     await database_sync_to_async(Room.objects.create)(slug="lobby")
     target = Target(connect, alice)
     await target.open()
