@@ -18,7 +18,6 @@ A socket with more than CHAT_SOCKET_MAX_BUFFERED_BYTES sent to it and not read i
 without a close frame (it would not be read): the consumer sees 1006.
 """
 
-import asyncio
 import itertools
 import logging
 from typing import Any
@@ -29,7 +28,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from rooms import fanout, presence, services, sockets
+from rooms import access_checks, fanout, presence, services, sockets
 from rooms.forms import ComposerForm, FrameError, decode_composer_frame
 from rooms.models import Room
 
@@ -277,9 +276,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     # Access re-checked where it changes ------------------------------------------------
 
-    _access_stale = False
-    _access_checking: "asyncio.Task[None] | None" = None
-
     @property
     def session_key(self) -> str | None:
         return self.scope["session"].session_key
@@ -287,35 +283,29 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def access_check(self, event: dict[str, Any]) -> None:
         """Something this socket's access rests on changed (rooms/signals.py: the user,
         their session, the room or its members): decide it again, and close if it no
-        longer holds. In a task: this runs in the fan-out's delivery loop, which must not
-        wait for the database, and one check covers every change signalled before it
-        starts (an admin's save signals several)."""
-        if self.room is None or self.closing:
-            return
-        self._access_stale = True
-        if self._access_checking is None or self._access_checking.done():
-            self._access_checking = asyncio.create_task(self._recheck_access())
+        longer holds. Not here: this runs in the fan-out's delivery loop, which must not
+        wait for the database; rooms/access_checks.py decides it with every other socket
+        asked meanwhile."""
+        if self.room is not None and not self.closing:
+            access_checks.request(self)
 
-    async def _recheck_access(self) -> None:
-        while self._access_stale and not self.closing:
-            self._access_stale = False
-            try:
-                access = await database_sync_to_async(services.socket_access)(
-                    self.room.pk, self.user.pk, self.session_key
-                )
-            except Exception:
-                # Unverifiable is not allowed: the reconnect is authorized afresh.
-                log.exception("access check of %s in %s failed; closing", self.user, self.room)
-                code = CLOSE_TRY_AGAIN_LATER
-            else:
-                if isinstance(access, services.Allowed):
-                    continue
-                log.info("%s lost access to %s: %s; closing", self.user, self.room, access.reason)
-                code = _close_code(access)
-            # Unless it closed or went while the database was asked.
-            if not self.closing and self in sockets.open_sockets:
-                await self.close(code)
+    def access_key(self) -> services.SocketKey | None:
+        if self.closing or self not in sockets.open_sockets:
+            return None  # closed or gone meanwhile: nothing to decide
+        return self.room.pk, self.user.pk, self.session_key
+
+    async def access_decided(self, access: services.SocketAccess | None) -> None:
+        if isinstance(access, services.Allowed) or self.closing:
             return
+        if self not in sockets.open_sockets:
+            return  # it went while the database was asked
+        if access is None:
+            # Unverifiable is not allowed: the reconnect is authorized afresh.
+            log.warning("access check of %s in %s failed; closing", self.user, self.room)
+            await self.close(CLOSE_TRY_AGAIN_LATER)
+            return
+        log.info("%s lost access to %s: %s; closing", self.user, self.room, access.reason)
+        await self.close(_close_code(access))
 
 
 def _close_code(denied: services.Denied) -> int:

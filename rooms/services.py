@@ -8,6 +8,8 @@ import hashlib
 import logging
 import re
 import time
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
@@ -21,7 +23,9 @@ from django.contrib.auth import (
     get_user_model,
     load_backend,
 )
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db import IntegrityError, transaction
@@ -63,13 +67,17 @@ ROOM_SLUG = re.compile(ROOM_SLUG_PATTERN)
 # Access ---------------------------------------------------------------------------
 
 
-def can_enter(room: Room, user: User) -> bool:
+def can_enter(room: Room, user: User, *, is_member: bool | None = None) -> bool:
+    """`is_member`: whether the user is in the room's members, when the caller already
+    knows (sockets_access reads them for many at once); asked otherwise."""
     if not user.is_authenticated or not user.is_active:
         return False
     if room.visibility == Room.Visibility.STAFF:
         return user.is_staff
     if room.visibility == Room.Visibility.PRIVATE:
-        return room.owner_id == user.pk or room.members.filter(pk=user.pk).exists()
+        if room.owner_id == user.pk:
+            return True
+        return room.members.filter(pk=user.pk).exists() if is_member is None else is_member
     return True
 
 
@@ -102,56 +110,120 @@ SocketAccess = Allowed | Unauthenticated | Forbidden
 Denied = Unauthenticated | Forbidden
 
 
+SocketKey = tuple[int, int, str | None]  # an open socket's room id, user id, session key
+
+
 def socket_access(room_id: int, user_id: int, session_key: str | None) -> SocketAccess:
     """May the socket that user `user_id` opened in room `room_id` with the session
     `session_key` still receive and send there?
 
     As an HTTP request would be decided now: the session still exists and is signed in
-    as this user (session_user), and the room still lets them in (can_enter).
+    as this user (session_users), and the room still lets them in (can_enter).
     """
-    user = session_user(session_key)
+    (access,) = sockets_access([(room_id, user_id, session_key)])
+    return access
+
+
+def sockets_access(sockets: Sequence[SocketKey]) -> list[SocketAccess]:
+    """socket_access for many sockets at once (every socket of a room whose visibility
+    changed, in one process): the same decision, in at most four queries however many
+    sockets there are."""
+    users = session_users({session_key for _, _, session_key in sockets})
+    rooms = Room.objects.in_bulk({room_id for room_id, _, _ in sockets})
+    private = [room.pk for room in rooms.values() if room.visibility == Room.Visibility.PRIVATE]
+    members: set[tuple[int, Any]] = set()
+    if private:
+        members = set(
+            Room.members.through.objects.filter(
+                room_id__in=private, user_id__in={user.pk for user in users.values()}
+            ).values_list("room_id", "user_id")
+        )
+    return [
+        _access(rooms.get(room_id), user_id, users.get(session_key or ""), members)
+        for room_id, user_id, session_key in sockets
+    ]
+
+
+def _access(
+    room: Room | None, user_id: int, user: Any | None, members: set[tuple[int, Any]]
+) -> SocketAccess:
     if user is None:
         return Unauthenticated("the session ended or no longer vouches for its user")
     if user.pk != user_id:
         return Unauthenticated("the session is signed in as someone else now")
-    room = Room.objects.filter(pk=room_id).first()
     if room is None:
         return Forbidden("the room is gone")
-    if not can_enter(room, user):
+    if not can_enter(room, user, is_member=(room.pk, user.pk) in members):
         return Forbidden(f"{user} may no longer enter {room}")
     return Allowed(room, user)
 
 
-def session_user(session_key: str | None) -> Any | None:
-    """The active user the session `session_key` is signed in as now, or None.
+def session_users(session_keys: Collection[str | None]) -> dict[str, Any]:
+    """The user each of these sessions is signed in as now, by session key; sessions that
+    ended or no longer vouch for an active user are left out.
 
-    The checks of django.contrib.auth.get_user, on a fresh read of the session: it exists
+    The checks of django.contrib.auth.get_user, on a fresh read of each session: it exists
     and has not expired, its backend is still configured and still returns the user
     (ModelBackend: only an active one), and its auth hash still matches the user's
-    (current or fallback secret), so a password change ends other sessions. Unlike
-    get_user it only reads: it never flushes or cycles the session.
+    (current or fallback secret), so a password change ends every other session. Unlike
+    get_user it only reads: it never flushes or cycles a session.
     """
-    if not session_key:
-        return None
-    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    try:
-        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
-        backend_path = session[BACKEND_SESSION_KEY]
-    except (KeyError, ValidationError):
-        return None
-    if backend_path not in settings.AUTHENTICATION_BACKENDS:
-        return None
-    user = load_backend(backend_path).get_user(user_id)
-    if user is None or not user.is_active:
-        return None
-    if hasattr(user, "get_session_auth_hash"):
-        session_hash = session.get(HASH_SESSION_KEY)
-        if not session_hash:
-            return None
-        hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
-        if not any(constant_time_compare(session_hash, known) for known in hashes):
-            return None
-    return user
+    claims: dict[str, tuple[Any, str, str | None]] = {}  # key: user id, backend, hash
+    for key, session in _load_sessions([key for key in session_keys if key]).items():
+        try:
+            user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+            backend_path = session[BACKEND_SESSION_KEY]
+        except (KeyError, ValidationError):
+            continue
+        if backend_path in settings.AUTHENTICATION_BACKENDS:
+            claims[key] = (user_id, backend_path, session.get(HASH_SESSION_KEY))
+    users = _load_users({(user_id, backend) for user_id, backend, _ in claims.values()})
+    signed_in = {}
+    for key, (user_id, backend_path, session_hash) in claims.items():
+        user = users.get((user_id, backend_path))
+        if user is not None and user.is_active and _vouches_for(user, session_hash):
+            signed_in[key] = user
+    return signed_in
+
+
+def _load_sessions(keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The data of each live session (missing and expired ones left out)."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    if issubclass(store, DatabaseSessionStore):  # (the default engine) in one query
+        rows = store.get_model_class().objects.filter(
+            session_key__in=keys, expire_date__gt=timezone.now()
+        )
+        return {row.session_key: store().decode(row.session_data) for row in rows}
+    return {key: dict(store(key).items()) for key in keys}
+
+
+def _load_users(claims: set[tuple[Any, str]]) -> dict[tuple[Any, str], Any]:
+    """What each (user id, backend path) backend.get_user() returns, when not None."""
+    by_backend: defaultdict[str, set[Any]] = defaultdict(set)
+    for user_id, backend_path in claims:
+        by_backend[backend_path].add(user_id)
+    users = {}
+    for backend_path, user_ids in by_backend.items():
+        backend = load_backend(backend_path)
+        if type(backend).get_user is ModelBackend.get_user:  # the same, in one query
+            found = get_user_model()._default_manager.in_bulk(user_ids)
+            for user_id, user in found.items():
+                if backend.user_can_authenticate(user):
+                    users[user_id, backend_path] = user
+        else:
+            for user_id in user_ids:
+                if (user := backend.get_user(user_id)) is not None:
+                    users[user_id, backend_path] = user
+    return users
+
+
+def _vouches_for(user: Any, session_hash: str | None) -> bool:
+    if not hasattr(user, "get_session_auth_hash"):
+        return True
+    if not session_hash:
+        return False
+    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+    return any(constant_time_compare(session_hash, known) for known in hashes)
 
 
 def is_room_name(slug: str) -> bool:

@@ -15,6 +15,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
+from django.db import DatabaseError
 
 from rooms import services
 from rooms.models import Message, PrivateMessage, Room
@@ -375,3 +376,51 @@ async def test_socket_access_decides_from_the_rows_as_they_are_now(login, alice,
 
     await db(User.objects.filter(pk=bob.pk).update)(is_active=False)
     assert isinstance(await decide(secret.pk, bob.pk, key), services.Unauthenticated)
+
+
+async def test_a_whole_room_is_decided_at_once_and_each_as_alone(
+    login, make_user, alice, bob, sam, lobby, secret, ops, django_assert_max_num_queries
+):
+    """sockets_access, what a burst of access checks calls: the same decisions as
+    socket_access one by one, in four queries however many sockets."""
+    others = [await db(make_user)(f"user{i}") for i in range(12)]
+    await db(secret.members.add)(*others[:4])
+    users = [alice, bob, sam, *others]
+    keys = [(await sync_to_async(login)(user)).session.session_key for user in users]
+    await db(User.objects.filter(pk=others[5].pk).update)(is_active=False)
+    await db(Session.objects.filter(session_key=keys[-1]).delete)()
+    signed_in = list(zip(users, keys, strict=True))
+    sockets = [(room.pk, user.pk, key) for room in (lobby, secret, ops) for user, key in signed_in]
+    sockets.append((lobby.pk, bob.pk, keys[0]))  # alice's session, claimed for bob
+
+    def decide_together() -> list[services.SocketAccess]:
+        with django_assert_max_num_queries(4):
+            return services.sockets_access(sockets)
+
+    together = await db(decide_together)()
+    alone = [await db(services.socket_access)(*socket) for socket in sockets]
+
+    def kinds(decisions: list[services.SocketAccess]) -> list[str]:
+        return [type(decision).__name__ for decision in decisions]
+
+    assert kinds(together) == kinds(alone)
+    in_lobby = len(users) - 2  # all but the inactive user and the ended session
+    in_secret = 2 + 4  # alice (the owner), bob and the four members
+    in_ops = 1  # sam
+    assert kinds(together).count("Allowed") == in_lobby + in_secret + in_ops
+
+
+async def test_a_failed_check_closes_with_1013_so_the_reconnect_is_authorized_afresh(
+    gather, alice, bob, lobby, monkeypatch
+):
+    alice_socket, bob_socket = await gather("lobby", alice, bob)
+
+    def database_down(sockets: Any) -> Any:
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr(services, "sockets_access", database_down)
+    lobby.visibility = Room.Visibility.PRIVATE
+    await db(lobby.save)()
+
+    assert await alice_socket.receive_close() == 1013
+    assert await bob_socket.receive_close() == 1013
