@@ -424,3 +424,18 @@ async def test_a_failed_check_closes_with_1013_so_the_reconnect_is_authorized_af
 
     assert await alice_socket.receive_close() == 1013
     assert await bob_socket.receive_close() == 1013
+
+
+async def test_a_change_saved_on_the_event_loops_own_thread_is_published_too(
+    gather, alice, bob, lobby, monkeypatch
+):
+    # Code that calls the ORM right on the event loop (allowed with this variable, as the
+    # browser suite's fixtures do): async_to_sync would refuse there, so the loop sends it.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    alice_socket, bob_socket = await gather("lobby", alice, bob)
+
+    bob.is_active = False
+    bob.save()
+
+    assert await bob_socket.receive_close() == 4401
+    await alice_socket.assert_quiet()
