@@ -13,7 +13,8 @@ Close codes (htmx's ws extension reconnects only after 1006, 1011, 1012 and 1013
         CHAT_SOCKET_FRAMES_PER_SECOND), or the user already holds
         CHAT_MAX_SOCKETS_PER_USER sockets in this process
   1009  a frame over MAX_FRAME_BYTES
-  1013  the channel layer failed during the handshake: try again later
+  1013  the channel layer failed during the handshake, or an access check could not be
+        made (the database failed): try again later, authorized afresh
 A socket with more than CHAT_SOCKET_MAX_BUFFERED_BYTES sent to it and not read is dropped
 without a close frame (it would not be read): the consumer sees 1006.
 """
