@@ -192,8 +192,9 @@ if BEHIND_PROXY:
 # own limit on form data agrees; a proxy in front should refuse at the same size (README).
 CHAT_MAX_REQUEST_BYTES = int(os.environ.get("CHAT_MAX_REQUEST_BYTES", str(2 * 1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_REQUEST_BYTES
-# The guard patches Daphne's request parsing, verified with exact Daphne and Twisted
-# versions; on others the server refuses to start unless this is true.
+# Patches of Daphne, autobahn and Twisted internals (http_guard.py, socket_limits.py,
+# twisted_writes.py) name the exact versions they were verified with; on others the
+# server refuses to start unless this is true (site_config/upstream.py).
 CHAT_ALLOW_UNVERIFIED_DAPHNE = env_bool("CHAT_ALLOW_UNVERIFIED_DAPHNE")
 # Database sessions that never look up a key Django could not have made (a NUL from a
 # cookie was a 500 on PostgreSQL): site_config/sessions.py.
