@@ -5,7 +5,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
-from rooms import presence, services, sockets
+from rooms import presence, sockets
 from rooms.models import Connection, Message, PrivateMessage, Room
 from rooms.tests import fragments
 
