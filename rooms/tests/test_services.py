@@ -189,12 +189,18 @@ def test_messages_between_two_cursors_are_exactly_those_of_that_room(alice) -> N
 
 def test_catch_up_counts_what_the_page_lacks_and_clamps_a_cursor_past_the_end(alice) -> None:
     room = Room.objects.create(slug="general")
-    for text in "12345":
-        Message.objects.create(room=room, author=alice, body=text)
-    assert services.catch_up(room, 2) == services.CatchUp(cursor=5, missed=3)
-    assert services.catch_up(room, 2, frozenset({4, 9, 1})) == services.CatchUp(5, 2)
-    assert services.catch_up(room, 5) == services.CatchUp(5, 0)
-    assert services.catch_up(room, 10**12) == services.CatchUp(5, 0)
+    fourth = [Message.objects.create(room=room, author=alice, body=t) for t in "12345"][3]
+
+    def position(after: int, have: frozenset[int] = frozenset()) -> tuple[int, int, int]:
+        state = services.catch_up(room, after, have)
+        return state.after, state.cursor, state.missed
+
+    assert position(2) == (2, 5, 3)
+    assert position(5) == (5, 5, 0)
+    assert position(10**12) == (5, 5, 0)
+    # What the page holds past its cursor is not missed, and is where missed ones go.
+    state = services.catch_up(room, 2, frozenset({4, 9, 1}))
+    assert (state.missed, state.held) == (2, {4: fourth.pk})
 
 
 def test_a_catch_up_past_the_limit_is_too_long(alice, settings) -> None:
