@@ -106,8 +106,9 @@ def chat_test_environment(settings: Any) -> Iterator[None]:
     sockets.open_sockets.clear()
     sockets.user_sockets.clear()
     sockets._watchdogs.clear()
+    sockets.layer_health.passed()
     sockets._probes.clear()
-    presence._heartbeats.clear()
+    presence.reset()
 
 
 # Users and HTTP clients ----------------------------------------------------------------
