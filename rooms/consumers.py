@@ -121,22 +121,32 @@ class RoomConsumer(AsyncWebsocketConsumer):
         a live copy of anything sent here is skipped (`caught_up_to`).
 
         Read after joining the groups: whatever happens later reaches this socket live.
-        A catch-up too long to be worth it tells the page to reload instead.
+        A catch-up too long to be worth it (too many messages, or more bytes than a slow
+        reader may be sent at once: site_config/socket_limits.py would drop it, and its
+        reconnect would ask for the same again) tells the page to reload instead.
         """
         after = max(_int_param(self.scope, "after") or 0, 0)
         have = _int_set_param(self.scope, "have", limit=settings.CHAT_CATCHUP_LIMIT)
         state = await database_sync_to_async(services.catch_up)(self.room, after, have)
         self.caught_up_to = state.cursor
-        if state.too_long:
-            await self.send(text_data=await self.render("catch-up-gap", missed=state.missed))
-        else:
-            position = state.after
-            while position < state.cursor:
-                frames, position = await database_sync_to_async(services.catch_up_frames)(
-                    self.room, position, state
-                )
-                for frame in frames:
-                    await self.send(text_data=frame)
+        position, budget = state.after, settings.CHAT_SOCKET_MAX_BUFFERED_BYTES // 2
+        complete = not state.too_long
+        while complete and position < state.cursor:
+            frames = await database_sync_to_async(services.catch_up_frames)(
+                self.room, position, state
+            )
+            if not frames:
+                break  # (what is left the page holds already)
+            for frame, ends_at in frames:
+                budget -= len(frame.encode())
+                if budget < 0:
+                    complete = False
+                    break
+                await self.send(text_data=frame)
+                position = ends_at
+        if not complete:
+            missed = state.cursor - position - sum(1 for seq in state.held if seq > position)
+            await self.send(text_data=await self.render("catch-up-gap", missed=missed))
         # The cursor and the online list: a page rendered before someone's socket opened
         # and whose own socket opened after their "joined" went out would miss them.
         await self.send(text_data=await database_sync_to_async(self.settled_state)(state.cursor))

@@ -446,8 +446,9 @@ CATCH_UP_PAGE = 50
 CATCH_UP_FRAME_CHARS = 256 * 1024
 
 
-def catch_up_frames(room: Room, position: int, state: CatchUp) -> tuple[list[str], int]:
-    """The frames of the catch-up's next page after `position`, and where it ends.
+def catch_up_frames(room: Room, position: int, state: CatchUp) -> list[tuple[str, int]]:
+    """The frames of the catch-up's next page after `position`, each with the seq it
+    ends at (none when the catch-up is complete).
 
     Each missed message goes where it belongs: before the first message the page holds
     past it (swapped in "beforebegin" of that message), or at the end of the log.
@@ -455,8 +456,6 @@ def catch_up_frames(room: Room, position: int, state: CatchUp) -> tuple[list[str
     page = messages_between(
         room, position, state.cursor, frozenset(state.held), limit=CATCH_UP_PAGE
     )
-    if not page:
-        return [], state.cursor
     frames = []
     for part in _framed(page):
         runs: list[tuple[int | None, list[Message]]] = []
@@ -466,8 +465,8 @@ def catch_up_frames(room: Room, position: int, state: CatchUp) -> tuple[list[str
             if not runs or runs[-1][0] != anchor_id:
                 runs.append((anchor_id, []))
             runs[-1][1].append(message)
-        frames.append(render_fragment("catch-up", runs=runs))
-    return frames, page[-1].seq
+        frames.append((render_fragment("catch-up", runs=runs), part[-1].seq))
+    return frames
 
 
 def _framed(messages: list[Message]) -> list[list[Message]]:

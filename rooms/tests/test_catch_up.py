@@ -102,9 +102,12 @@ async def test_a_page_that_saw_the_latest_message_gets_no_catch_up(connect, alic
     assert fragments.cursor_of(socket.settled) == 1
 
 
-async def test_a_long_catch_up_comes_whole_in_frames_daphne_can_send(connect, alice, bob, lobby):
+async def test_a_long_catch_up_comes_whole_in_frames_daphne_can_send(
+    settings, connect, alice, bob, lobby
+):
     # 120 bodies that escape to 6x their length: ~2.9 MB in all, over Daphne's 1 MiB
     # outgoing limit. Each frame stays far under it, and nothing is lost or reordered.
+    settings.CHAT_SOCKET_MAX_BUFFERED_BYTES = 16 * 1024 * 1024  # a reader that keeps up
     for _ in range(120):
         await db(Message.objects.create)(room=lobby, author=bob, body='"' * 4000)
 
@@ -114,6 +117,26 @@ async def test_a_long_catch_up_comes_whole_in_frames_daphne_can_send(connect, al
     assert [s for frame in socket.catch_up for s in fragments.message_seqs(frame)] == list(
         range(1, 121)
     )
+    assert fragments.cursor_of(socket.settled) == 120
+
+
+async def test_a_catch_up_of_more_bytes_than_a_slow_reader_may_hold_ends_in_a_reload_notice(
+    connect, alice, bob, lobby
+):
+    # Sent whole, ~2.9 MB could pass the 1 MiB a socket may have unread
+    # (CHAT_SOCKET_MAX_BUFFERED_BYTES) and get it dropped, and its reconnect would ask for
+    # the same again: it gets what fits in half of that, in order, then the notice.
+    for _ in range(120):
+        await db(Message.objects.create)(room=lobby, author=bob, body='"' * 4000)
+
+    socket = await connect(alice, "lobby", after=0)
+
+    *frames, notice = socket.catch_up
+    sent = [s for frame in frames for s in fragments.message_seqs(frame)]
+    assert sent == list(range(1, len(sent) + 1)) and 0 < len(sent) < 120
+    assert sum(len(frame.encode()) for frame in frames) <= 512 * 1024
+    gap = fragments.parse(notice).find(class_="chat-gap")
+    assert f"{120 - len(sent)} new messages arrived while you were away" in gap.text
     assert fragments.cursor_of(socket.settled) == 120
 
 
