@@ -371,8 +371,8 @@ async def connect(transactional_db: None) -> AsyncIterator[Connect]:
     number (more parameters go in `query=`, e.g. "have=3,4"), `origin=` overrides the
     Origin header (None sends none). The handshake is done when it returns, and so is
     what every connect is sent first (`ChatSocket.settle`; `settle=False` leaves it
-    unread); what the server sends next (a join, a close) is for the test to read. Every socket is disconnected at the
-    end, and a consumer that crashed fails the test.
+    unread); what the server sends next (a join, a close) is for the test to read. Every
+    socket is disconnected at the end, and a consumer that crashed fails the test.
     """
     opened: list[ChatSocket] = []
 

@@ -434,7 +434,8 @@ class RoomSocket:
 
     Each pushed frame is read once, into what the page would show: the room's messages,
     private messages and presence lines in order, and `online`, the online list after
-    every out-of-band swap (every connect ends its catch-up with the whole list). Frames are parsed with the unit suite's reader (rooms/tests/fragments.py).
+    every out-of-band swap (every connect ends its catch-up with the whole list). Frames
+    are parsed with the unit suite's reader (rooms/tests/fragments.py).
     """
 
     def __init__(self, connection: Any, name: str) -> None:
