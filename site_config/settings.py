@@ -228,9 +228,7 @@ CHAT_ROOMS_PAGE_SIZE = int(os.environ.get("CHAT_ROOMS_PAGE_SIZE", "50"))
 # user's socket past CHAT_MAX_SOCKETS_PER_USER in this process. Dropped: a socket with
 # more than CHAT_SOCKET_MAX_BUFFERED_BYTES sent to it that it has not read.
 CHAT_SOCKET_MAX_QUEUED_FRAMES = int(os.environ.get("CHAT_SOCKET_MAX_QUEUED_FRAMES", "64"))
-CHAT_SOCKET_MAX_QUEUED_BYTES = int(
-    os.environ.get("CHAT_SOCKET_MAX_QUEUED_BYTES", str(1024 * 1024))
-)
+CHAT_SOCKET_MAX_QUEUED_BYTES = int(os.environ.get("CHAT_SOCKET_MAX_QUEUED_BYTES", str(1024 * 1024)))
 CHAT_SOCKET_FRAME_BURST = int(os.environ.get("CHAT_SOCKET_FRAME_BURST", "30"))
 CHAT_SOCKET_FRAMES_PER_SECOND = float(os.environ.get("CHAT_SOCKET_FRAMES_PER_SECOND", "5"))
 CHAT_SOCKET_MAX_BUFFERED_BYTES = int(

@@ -160,9 +160,7 @@ async def test_a_catch_up_past_the_limit_tells_the_page_to_reload(
     assert await socket.receive() == posted.html
 
 
-async def test_every_connect_brings_the_online_list_not_only_reconnects(
-    connect, alice, bob, lobby
-):
+async def test_every_connect_brings_the_online_list_not_only_reconnects(connect, alice, bob, lobby):
     # Bob's socket opened (and his "joined" went out) after Alice's page was rendered
     # but before her socket joined the room: only the list at connect can tell her.
     await db(presence.arrive)(lobby, bob, "bobs-socket-elsewhere")
