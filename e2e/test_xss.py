@@ -85,6 +85,11 @@ def test_payloads_stay_inert_text_live_and_after_reload(sign_up, room_slug, serv
     viewer = sign_up("viewer", bypass_csp=True)
     open_watched_room(sender, room_slug)
     open_watched_room(viewer, room_slug)
+    # The viewer's join has reached both pages (joins go out once per tick): from here
+    # on, each payload is the only thing added to the log.
+    for page in (sender.page, viewer.page):
+        joined = page.locator(f'.presence-line[data-username="{viewer.username}"]')
+        expect(joined).to_have_count(1)
 
     # A harmless first line: after it, the sender's composer is the server's fresh one.
     sender.send("warm-up")
