@@ -114,6 +114,10 @@ def bound_connections(protocol_class: type) -> None:
             # We closed it: nothing more goes out (autobahn raises for a send after the
             # close, and the application does not know of it until its disconnect).
             return
+        if self.state in (self.STATE_CLOSING, self.STATE_CLOSED):
+            # The client closed it: its disconnect is on the way to the application, and
+            # an event delivered meanwhile has nobody to go to (autobahn would raise).
+            return
         unsent = buffered_bytes(self.transport)
         if unsent > settings.CHAT_SOCKET_MAX_BUFFERED_BYTES:
             drop_not_reading(self, unsent)

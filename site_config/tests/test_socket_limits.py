@@ -273,6 +273,20 @@ async def test_a_socket_that_does_not_read_is_dropped_past_the_limit(ws, setting
             pass
 
 
+async def test_an_event_sent_after_the_client_closed_is_dropped_quietly(ws) -> None:
+    # The client's close is in; its disconnect has not reached the application yet, and
+    # a room event is sent meanwhile: autobahn raised Disconnected, a traceback per event.
+    ws.client.send_close(1000)
+    data = b"".join(ws.client.data_to_send())
+    ws.peer.sendall(data)
+    ws.read(len(data))
+    assert ws.protocol.state in (ws.protocol.STATE_CLOSING, ws.protocol.STATE_CLOSED)
+
+    ws.protocol.serverSend("a room event, too late")
+
+    assert texts(ws.received()) == []
+
+
 async def test_a_socket_that_reads_is_never_dropped(ws, settings) -> None:
     settings.CHAT_SOCKET_MAX_BUFFERED_BYTES = 64 * 1024
     frames: list[str] = []
