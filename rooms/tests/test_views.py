@@ -207,9 +207,12 @@ def test_room_page_has_the_stable_hooks_tests_and_htmx_rely_on(alice_client, lob
     assert composer.attrs["method"] == "post"
     assert composer.find("input", name="body") is not None
     socket = document.find(hx_ext="ws")
-    assert socket.attrs["ws-connect"] == f"/ws/rooms/lobby/?after={message.pk}"
+    # The page catches up from the room's sequence number, not from an id.
+    assert socket.attrs["ws-connect"] == f"/ws/rooms/lobby/?after={message.seq}"
+    assert document.by_id("chat-cursor").attrs["data-seq"] == str(message.seq)
     article = document.by_id(f"message-{message.pk}")
     assert article.attrs["data-message-id"] == str(message.pk)
+    assert article.attrs["data-seq"] == str(message.seq)
     assert article.attrs["data-author"] == "alice"
     assert article.find(class_="message-body").text == "hi"
 
