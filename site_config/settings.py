@@ -205,7 +205,7 @@ CHAT_MESSAGE_MAX_LENGTH = 4000
 CHAT_HISTORY_LENGTH = 50
 # A socket that reconnects is sent what it missed if that is at most this many changes;
 # past it, the page is told to reload instead (it shows the newest messages then).
-CHAT_CATCHUP_LIMIT = 500
+CHAT_CATCHUP_LIMIT = int(os.environ.get("CHAT_CATCHUP_LIMIT", "500"))
 CHAT_RATE_BURST = int(os.environ.get("CHAT_RATE_BURST", "10"))
 CHAT_RATE_PER_SECOND = float(os.environ.get("CHAT_RATE_PER_SECOND", "1"))
 # A connection counts as online while its process heartbeats it; a process that dies
