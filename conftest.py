@@ -46,7 +46,8 @@ from channels.testing import WebsocketCommunicator  # noqa: E402
 from django.db import connections  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from rooms import fanout, presence, services, sockets  # noqa: E402
+from realtime import hub, sockets  # noqa: E402
+from rooms import presence, services  # noqa: E402
 from rooms.models import Room  # noqa: E402
 from rooms.tests import fragments  # noqa: E402
 
@@ -73,17 +74,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", "ignore:No directory at:UserWarning")
 
 
+@pytest.fixture(autouse=True)
+def _unit_test_environment(request: pytest.FixtureRequest) -> None:
+    """Every test but the real-server suites (e2e/, bench/, which run servers with settings
+    of their own) runs in `chat_test_environment`."""
+    if request.path.parent.name not in {"e2e", "bench"}:
+        request.getfixturevalue("chat_test_environment")
+
+
 @pytest.fixture
 def chat_test_environment(settings: Any) -> Iterator[None]:
     """Each test starts from nothing shared: a fresh in-memory channel layer, a full
     rate-limit bucket, no sockets or background tasks left from the test before.
 
-    The rooms and accounts suites make this autouse (their conftest.py); e2e and bench
-    run real servers with settings of their own and are left alone.
+    Autouse for every suite but e2e and bench (`_unit_test_environment`).
     """
     # Always the in-memory layer, even with REDIS_URL set; assigning CHANNEL_LAYERS makes
     # channels drop its cached layer, so each test gets a new one (and so does the next).
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "rooms.layers.HubInMemoryChannelLayer"}}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "realtime.layers.HubInMemoryChannelLayer"}}
     # The heartbeat and the layer watchdog are started by the first socket; tests call
     # presence.heartbeat() and sockets.close_all() directly instead of waiting for them.
     settings.CHAT_PRESENCE_HEARTBEAT = 3600
@@ -302,7 +310,7 @@ class ChatSocket:
         assert set(groups) <= set(mine), f"{self} is not in {set(groups) - set(mine)}"
         sentinels = {group: f"<!-- sentinel {uuid.uuid4().hex} via {group} -->" for group in groups}
         for group, html in sentinels.items():
-            await fanout.group_send(group, {"type": "room.html", "html": html})
+            await hub.group_send(group, {"type": "room.html", "html": html})
         listening = [s for s in ChatSocket.opened if s is not self and s.listening]
         for socket in [self, *listening]:
             theirs = set(await socket.groups())

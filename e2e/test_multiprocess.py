@@ -5,7 +5,7 @@ each to the process a load balancer might have sent them to. No browser: what th
 would show is read from the pushed fragments (servers.RoomSocket).
 
 Also here, because they need several processes or a Redis to stop: presence when a
-process is killed (-9) or stopped (SIGTERM, site_config/lifecycle.py), and /healthz
+process is killed (-9) or stopped (SIGTERM, realtime/lifecycle.py), and /healthz
 while Redis or the database is away.
 
 Needs redis-server and the local PostgreSQL: skipped without them, failed in CI.
@@ -233,7 +233,7 @@ async def test_sigterm_closes_with_1012_and_hands_over(env: dict[str, str], room
 
 async def test_healthz_follows_the_channel_layer(env: dict[str, str], room: str) -> None:
     """Redis away: 503 naming the channel layer; back: 200, and open sockets are closed
-    with 1012 so that they reconnect and catch up (rooms/sockets.py)."""
+    with 1012 so that they reconnect and catch up (realtime/sockets.py)."""
     alice_name = name("alice")
     with servers.redis() as redis, servers.daphne({**env, "REDIS_URL": redis.url}) as server:
         client = servers.HttpClient(server.url)

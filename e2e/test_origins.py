@@ -3,7 +3,7 @@ case 14), in a real Chromium.
 
 Cookies do not care about ports, and another port of the same host is the same site, so
 the browser sends the victim's session cookie (SameSite=Lax) with a handshake that a page
-on http://127.0.0.1:<other port> opens to the chat. Before site_config/origins.py the
+on http://127.0.0.1:<other port> opens to the chat. Before realtime/origins.py the
 Origin check compared only the host: such a page read a private room's history and sent
 a private message as its victim. The page here tries exactly that, from a second local
 HTTP server, in the victim's own browser context.

@@ -8,7 +8,7 @@ Close codes (htmx's ws extension reconnects only after 1006, 1011, 1012 and 1013
         room made staff-only or private, demoted from staff, the room deleted)
   1003  a binary frame: the composer only sends text
   1008  policy: frames sent faster than they are served (more than
-        CHAT_SOCKET_MAX_QUEUED_FRAMES, or _BYTES, waiting: site_config/socket_limits.py;
+        CHAT_SOCKET_MAX_QUEUED_FRAMES, or _BYTES, waiting: realtime/limits.py;
         or past the socket's frame budget, CHAT_SOCKET_FRAME_BURST then
         CHAT_SOCKET_FRAMES_PER_SECOND), or the user already holds
         CHAT_MAX_SOCKETS_PER_USER sockets in this process
@@ -29,7 +29,8 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from rooms import access_checks, fanout, presence, services, sockets
+from realtime import hub, sockets
+from rooms import access_checks, presence, services
 from rooms.forms import ComposerForm, FrameError, decode_composer_frame
 from rooms.models import Room
 
@@ -49,7 +50,7 @@ _socket_ids = itertools.count(1)
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
-    # No channel of its own: rooms/fanout.py delivers to this socket from the process's.
+    # No channel of its own: rooms/hub.py delivers to this socket from the process's.
     channel_layer_alias = None
     room: Room | None = None
     memberships: tuple[str, ...] = ()  # the groups it gets events from
@@ -92,7 +93,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(CLOSE_NO_ROOM)
             return
         # Every event of this socket (its room's, its user's, its session's) comes through
-        # this process's one channel (rooms/fanout.py): a channel-layer member per socket
+        # this process's one channel (rooms/hub.py): a channel-layer member per socket
         # cost O(N^2) per message in a room of N.
         self.memberships = (
             services.room_group(self.room.pk),
@@ -101,7 +102,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         )
         try:
             for group in self.memberships:
-                await fanout.join(group, self)
+                await hub.join(group, self)
         except Exception:
             log.exception("socket for %s in %s: channel layer unavailable", self.user, slug)
             await self.close(CLOSE_TRY_AGAIN_LATER)
@@ -122,7 +123,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
         Read after joining the groups: whatever happens later reaches this socket live.
         A catch-up too long to be worth it (too many messages, or more bytes than a slow
-        reader may be sent at once: site_config/socket_limits.py would drop it, and its
+        reader may be sent at once: realtime/limits.py would drop it, and its
         reconnect would ask for the same again) tells the page to reload instead.
         """
         after = max(_int_param(self.scope, "after") or 0, 0)
@@ -169,7 +170,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             log.info("disconnected %s from %s (code %s)", self.user, self.room, message["code"])
             await presence.departed(self.room, self.user, self.socket_id)
         for group in self.memberships:
-            await fanout.leave(group, self)
+            await hub.leave(group, self)
         raise StopConsumer
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -245,13 +246,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         form = form or ComposerForm(initial=data)
         return services.render_fragment("composer", room=self.room, form=form, error=error)
 
-    # Events: from the client through dispatch(); from groups through rooms/fanout.py ----
+    # Events: from the client through dispatch(); from groups through rooms/hub.py ----
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Group events wait while this socket handles anything else, as they would in a
         # channel of its own: a new socket gets its catch-up first, a sender its
         # composer before its message.
-        fanout.hold(self)
+        hub.hold(self)
         try:
             if message["type"] == "websocket.receive":
                 # Skips the close_old_connections thread hop channels adds to every
@@ -261,11 +262,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
             else:
                 await super().dispatch(message)
         finally:
-            await fanout.release(self)
+            await hub.release(self)
 
     async def room_events(self, events: list[dict[str, Any]], html: str) -> None:
         """HTML events of its groups (room messages and presence, private messages),
-        several in one frame when they came together (rooms/fanout.py); `html` is theirs
+        several in one frame when they came together (rooms/hub.py); `html` is theirs
         joined. Messages the catch-up already held are left out."""
         if self.closing:
             return  # we are closing it: nothing more goes out (and Daphne would refuse)

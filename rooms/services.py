@@ -46,7 +46,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from rooms import fanout, sockets
+from realtime import hub, sockets
 from rooms.forms import ComposerForm
 from rooms.models import (
     ROOM_SLUG_PATTERN,
@@ -526,7 +526,7 @@ def session_group(session_key: str | None) -> str:
 def close_session_sockets(session_key: str, code: int) -> None:
     """Close every socket opened with this session (on logout), wherever it is served."""
     try:
-        async_to_sync(fanout.group_send)(
+        async_to_sync(hub.group_send)(
             session_group(session_key), {"type": "socket.close", "code": code}
         )
     except Exception:
@@ -540,7 +540,7 @@ async def abroadcast(group: str, html: str, seq: int | None = None) -> bool:
     fetch what they missed when they reconnect.
     """
     try:
-        await fanout.group_send(group, {"type": "room.html", "html": html, "seq": seq})
+        await hub.group_send(group, {"type": "room.html", "html": html, "seq": seq})
     except Exception as error:
         log.warning("broadcast to %s failed: %r", group, error)
         sockets.layer_health.failed(error)
@@ -665,7 +665,7 @@ def remove_member(room: Room, owner: Any, user: Any) -> None:
         raise PermissionError("only the owner removes members")
     room.members.remove(user)
     try:
-        async_to_sync(fanout.group_send)(
+        async_to_sync(hub.group_send)(
             user_group(user.pk), {"type": "room.revoked", "room_id": room.pk}
         )
     except Exception:

@@ -22,7 +22,8 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from rooms import fanout, services, sockets
+from realtime import hub, sockets
+from rooms import services
 from rooms.consumers import CLOSE_UNAUTHENTICATED
 from rooms.models import Room
 
@@ -135,7 +136,7 @@ def _publish(groups: tuple[str, ...]) -> None:
 async def _send(groups: tuple[str, ...]) -> None:
     for group in groups:
         try:
-            await fanout.group_send(group, ACCESS_CHECK)
+            await hub.group_send(group, ACCESS_CHECK)
         except Exception as error:
             # The layer failed: the first good check after it closes every socket (1012),
             # and each reconnect is authorized afresh. A send is refused meanwhile anyway.

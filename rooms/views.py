@@ -10,7 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rooms import presence, services, sockets
+from realtime import sockets
+from rooms import presence, services
 from rooms.forms import ComposerForm, InviteForm, PrivateMessageForm, RoomNameForm
 from rooms.models import Room
 

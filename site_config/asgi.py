@@ -2,10 +2,10 @@
 
 Every request passes `http_guard.RequestGuard` first: bodies over CHAT_MAX_REQUEST_BYTES
 are refused with 413 before they are read, and a NUL in a URL never reaches Django.
-WebSocket handshakes must come from this site's exact origin (site_config/origins.py:
+WebSocket handshakes must come from this site's exact origin (realtime/origins.py:
 scheme, host and port, or CSRF_TRUSTED_ORIGINS) and carry the Django session, so
-consumers see scope["user"] (site_config/socket_auth.py).
-Under Daphne, site_config/lifecycle.py makes SIGTERM a graceful stop.
+consumers see scope["user"] (realtime/auth.py).
+Under Daphne, realtime/lifecycle.py makes SIGTERM a graceful stop.
 """
 
 import gc
@@ -18,10 +18,11 @@ django_asgi_app = get_asgi_application()  # sets Django up before the imports be
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from realtime import lifecycle, limits, writes  # noqa: E402
+from realtime.auth import SocketAuthMiddlewareStack  # noqa: E402
+from realtime.origins import ExactOriginValidator  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
-from site_config import http_guard, lifecycle, socket_limits, twisted_writes  # noqa: E402
-from site_config.origins import ExactOriginValidator  # noqa: E402
-from site_config.socket_auth import SocketAuthMiddlewareStack  # noqa: E402
+from site_config import http_guard  # noqa: E402
 
 application = http_guard.RequestGuard(
     ProtocolTypeRouter(
@@ -37,11 +38,11 @@ application = http_guard.RequestGuard(
 # Under Daphne: on SIGTERM, close every socket with 1012 and settle presence first.
 lifecycle.install()
 # Under Daphne: frames go to the socket at once instead of on the next reactor turn.
-twisted_writes.install()
+writes.install()
 # Under Daphne: a body over CHAT_MAX_REQUEST_BYTES is refused before Twisted buffers it.
 http_guard.install()
 # Under Daphne: a socket that floods is closed with 1008, one that does not read is dropped.
-socket_limits.install()
+limits.install()
 
 # The garbage collector's full passes walk every object the process holds, and a process
 # with 500 sockets holds a lot of them: with the default thresholds, three pauses of

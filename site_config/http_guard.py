@@ -36,7 +36,7 @@ from urllib.parse import unquote_to_bytes
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-log = logging.getLogger("rooms.http_guard")
+log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

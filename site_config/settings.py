@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "template_partials",
     "axes",  # log-in throttling (Accounts, below)
     "accounts",
+    "realtime",  # the transport: hub, sockets, watchdog, Daphne patches (realtime/README.md)
     "rooms",
 ]
 
@@ -127,8 +128,8 @@ if REDIS_URL:
     }
 else:
     # Channels' in-memory layer, with room for every event of the process's one channel
-    # and a dropped message counted as an outage (rooms/layers.py).
-    CHANNEL_LAYERS = {"default": {"BACKEND": "rooms.layers.HubInMemoryChannelLayer"}}
+    # and a dropped message counted as an outage (realtime/layers.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "realtime.layers.HubInMemoryChannelLayer"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -194,7 +195,7 @@ CHAT_MAX_REQUEST_BYTES = int(os.environ.get("CHAT_MAX_REQUEST_BYTES", str(2 * 10
 DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_REQUEST_BYTES
 # Patches of Daphne, autobahn and Twisted internals (http_guard.py, socket_limits.py,
 # twisted_writes.py) name the exact versions they were verified with; on others the
-# server refuses to start unless this is true (site_config/upstream.py).
+# server refuses to start unless this is true (realtime/upstream.py).
 CHAT_ALLOW_UNVERIFIED_DAPHNE = env_bool("CHAT_ALLOW_UNVERIFIED_DAPHNE")
 # Database sessions that never look up a key Django could not have made (a NUL from a
 # cookie was a 500 on PostgreSQL): site_config/sessions.py.
@@ -222,7 +223,7 @@ CHAT_LAYER_CHECK_SECONDS = float(os.environ.get("CHAT_LAYER_CHECK_SECONDS", "2")
 # Rooms: how many a user (not staff) may create in 24 hours, and rooms per list page.
 CHAT_ROOMS_PER_USER_PER_DAY = int(os.environ.get("CHAT_ROOMS_PER_USER_PER_DAY", "10"))
 CHAT_ROOMS_PAGE_SIZE = int(os.environ.get("CHAT_ROOMS_PAGE_SIZE", "50"))
-# What one socket may cost (site_config/socket_limits.py, rooms/consumers.py). Closed with
+# What one socket may cost (realtime/limits.py, rooms/consumers.py). Closed with
 # 1008: a socket with more than CHAT_SOCKET_MAX_QUEUED_FRAMES frames (or _BYTES) waiting
 # for its consumer, or sending past its frame budget (a burst, then a sustained rate), and a
 # user's socket past CHAT_MAX_SOCKETS_PER_USER in this process. Dropped: a socket with
@@ -265,7 +266,9 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "line"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
+    # Our own code logs one line per connect, leave, message and failure.
     "loggers": {
-        "rooms": {"level": os.environ.get("CHAT_LOG_LEVEL", "INFO")},
+        app: {"level": os.environ.get("CHAT_LOG_LEVEL", "INFO")}
+        for app in ("accounts", "realtime", "rooms", "site_config")
     },
 }

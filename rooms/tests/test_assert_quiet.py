@@ -6,7 +6,8 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
-from rooms import fanout, services, sockets
+from realtime import hub, sockets
+from rooms import services
 from rooms.models import Room
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,7 +46,7 @@ async def test_a_stray_frame_sent_before_fails_it(gather, alice, bob, lobby, thr
     room, user, session = await bob_socket.groups()
     group = {"room": room, "user": user, "session": session}[through]
 
-    await fanout.group_send(group, stray("leaked"))
+    await hub.group_send(group, stray("leaked"))
 
     with pytest.raises(AssertionError, match="leaked"):
         await bob_socket.assert_quiet()
@@ -56,10 +57,10 @@ async def test_a_stray_frame_that_comes_late_fails_it(gather, alice, bob, lobby)
     # frame, and comes only later: a time window would be over before it came.
     _, bob_socket = await gather("lobby", alice, bob)
     bobs_consumer = consumer_of(bob)
-    fanout.hold(bobs_consumer)
+    hub.hold(bobs_consumer)
     await services.abroadcast(services.room_group(lobby.pk), "<p>late</p>")
     loop = asyncio.get_running_loop()
-    loop.call_later(0.5, lambda: asyncio.ensure_future(fanout.release(bobs_consumer)))
+    loop.call_later(0.5, lambda: asyncio.ensure_future(hub.release(bobs_consumer)))
 
     with pytest.raises(AssertionError, match="late"):
         await bob_socket.assert_quiet()
@@ -69,7 +70,7 @@ async def test_a_stray_close_fails_it(gather, alice, bob, lobby):
     _, bob_socket = await gather("lobby", alice, bob)
     _, user, _ = await bob_socket.groups()
 
-    await fanout.group_send(user, {"type": "socket.close", "code": 4401})
+    await hub.group_send(user, {"type": "socket.close", "code": 4401})
 
     with pytest.raises(AssertionError, match="expected a text frame"):
         await bob_socket.assert_quiet()
@@ -79,7 +80,7 @@ async def test_another_socket_in_the_group_with_a_stray_fails_it(gather, alice, 
     alice_socket, bob_socket = await gather("lobby", alice, bob)
     _, alices, _ = await alice_socket.groups()
 
-    await fanout.group_send(alices, stray("for alice"))
+    await hub.group_send(alices, stray("for alice"))
 
     with pytest.raises(AssertionError, match="for alice"):
         await bob_socket.assert_quiet()

@@ -5,7 +5,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
-from rooms import presence, sockets
+from realtime import sockets
+from rooms import presence
 from rooms.models import Connection, Message, PrivateMessage, Room
 from rooms.tests import fragments
 

@@ -4,14 +4,15 @@ The consumer's part: a frame budget per socket (a flood is closed with 1008 befo
 anything is decoded or rendered for it) and a cap on each user's sockets in a process
 (the next one is accepted, then closed with 1008). Through the whole ASGI stack, as in
 test_consumers.py. The transport's part (frames queued in Daphne, bytes a client does not
-read) is in site_config/tests/test_socket_limits.py, and all of it against a real Daphne
+read) is in realtime/tests/test_limits.py, and all of it against a real Daphne
 in e2e/test_abuse.py.
 """
 
 import pytest
 from channels.db import database_sync_to_async
 
-from rooms import services, sockets
+from realtime import sockets
+from rooms import services
 from rooms.models import Message, Room
 from rooms.tests import fragments
 

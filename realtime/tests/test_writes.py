@@ -1,4 +1,4 @@
-"""site_config/twisted_writes.py on a real socket pair and a real (never run) reactor."""
+"""realtime/writes.py on a real socket pair and a real (never run) reactor."""
 
 import contextlib
 import socket
@@ -9,12 +9,12 @@ from twisted.internet import tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.selectreactor import SelectReactor
 
-from site_config import twisted_writes
+from realtime import writes
 
 
 @pytest.fixture
 def connection(monkeypatch) -> Iterator[tuple[tcp.Connection, socket.socket, SelectReactor]]:
-    monkeypatch.setattr(tcp.Connection, "write", twisted_writes.write_now)
+    monkeypatch.setattr(tcp.Connection, "write", writes.write_now)
     ours, peer = socket.socketpair()
     peer.settimeout(2)
     reactor = SelectReactor()

@@ -1,4 +1,4 @@
-"""Issue 9, case 14: a socket's Origin must be this site's exact origin (site_config/origins.py).
+"""Issue 9, case 14: a socket's Origin must be this site's exact origin (realtime/origins.py).
 
 Each handshake goes through the whole application (site_config.asgi), logged in as alice,
 to a room she may enter: only the Origin check can refuse it. A real browser on another
@@ -93,7 +93,7 @@ async def test_the_sites_own_origin_is_accepted(handshake, host, origin) -> None
     ],
 )
 async def test_another_port_scheme_or_host_is_refused(handshake, host, origin, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="rooms.origins"):
+    with caplog.at_level(logging.INFO, logger="realtime.origins"):
         accepted, _ = await handshake(host=host, origin=origin)
     assert not accepted
     assert f"Origin {origin!r} is neither this site" in caplog.text
@@ -105,7 +105,7 @@ async def test_no_origin_or_two_of_them_are_refused(handshake) -> None:
 
 
 async def test_a_host_outside_allowed_hosts_is_refused_even_from_itself(handshake, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="rooms.origins"):
+    with caplog.at_level(logging.INFO, logger="realtime.origins"):
         accepted, _ = await handshake(host="evil.example", origin="http://evil.example")
     assert not accepted
     assert "not in ALLOWED_HOSTS" in caplog.text

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-log = logging.getLogger("rooms.upstream")
+log = logging.getLogger(__name__)
 
 
 def require_tested(patch: str, tested: Mapping[str, str]) -> list[str]:

@@ -34,7 +34,7 @@ from django.utils.http import is_same_domain
 
 from site_config.http_guard import ASGIApp, Receive, Scope, Send, refuse_handshake
 
-log = logging.getLogger("rooms.origins")
+log = logging.getLogger(__name__)
 
 
 class HandshakeRequest(HttpRequest):

@@ -5,8 +5,8 @@ import asyncio
 import pytest
 from channels.layers import get_channel_layer
 
-from rooms import sockets
-from rooms.sockets import Backlogged, LayerProbe
+from realtime import sockets
+from realtime.sockets import Backlogged, LayerProbe
 from rooms.tests.test_services import LAYER_DOWN
 
 

@@ -1,12 +1,12 @@
 """The embedded default's channel layer: channels' in-memory layer, sized for a hub.
 
-Each process receives every event through one channel (rooms/fanout.py). The in-memory
+Each process receives every event through one channel (realtime/hub.py). The in-memory
 layer caps every channel at 100 queued messages and, when one is full, drops what
 `group_send` sends to it without a word: 200 messages sent at once to 200 rooms reached
 100. Here the hub's channel holds HUB_CAPACITY, and a message the layer drops anyway
 (a full channel, or one left unread past the expiry, which also takes the channel out
 of every group) counts as a layer failure: the watchdog then has every socket reconnect
-and catch up (rooms/sockets.py), so a drop costs a resync, never a silent gap.
+and catch up (realtime/sockets.py), so a drop costs a resync, never a silent gap.
 """
 
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
-from rooms import sockets
+from realtime import sockets
 
 HUB_CAPACITY = 100_000
 HUB_PREFIX = "fanout."

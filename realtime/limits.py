@@ -40,7 +40,7 @@ Daphne's `WebSocketProtocol` so that:
   The kernel's own socket buffers come first: the limit applies to what they did not
   take.
 
-Written and tested against the versions in TESTED_VERSIONS (site_config/upstream.py
+Written and tested against the versions in TESTED_VERSIONS (realtime/upstream.py
 refuses to start on others). What it relies on:
 
 - daphne: `WebSocketProtocol.onMessage(payload, isBinary)` enqueues with
@@ -62,10 +62,10 @@ from typing import Any
 
 from django.conf import settings
 
-from site_config import upstream
+from realtime import upstream
 
 # Under "rooms", whose lines the LOGGING setting keeps.
-log = logging.getLogger("rooms.socket_limits")
+log = logging.getLogger(__name__)
 
 CLOSE_POLICY_VIOLATION = 1008
 TESTED_VERSIONS = {"daphne": "4.2.3", "autobahn": "26.10.2", "twisted": "26.10.0"}
@@ -76,12 +76,12 @@ _installed = False
 def install() -> None:
     """Bound every Daphne WebSocket (see above), once; a no-op where Daphne is not imported.
 
-    Raises ImproperlyConfigured on untested upstream versions (site_config/upstream.py).
+    Raises ImproperlyConfigured on untested upstream versions (realtime/upstream.py).
     """
     global _installed
     if _installed or "daphne.server" not in sys.modules:
         return
-    upstream.require_tested("site_config/socket_limits.py", TESTED_VERSIONS)
+    upstream.require_tested("realtime/limits.py", TESTED_VERSIONS)
     from daphne.ws_protocol import WebSocketProtocol
 
     bound_connections(WebSocketProtocol)

@@ -3,7 +3,7 @@
 Each user holds at most CHAT_MAX_SOCKETS_PER_USER sockets here (`user_sockets`), and
 each socket may send frames within a budget (`FrameBudget`); rooms/consumers.py closes
 with 1008 past either. The transport's own limits (frames queued, bytes unsent) are in
-site_config/socket_limits.py.
+realtime/limits.py.
 
 When the channel layer (Redis) goes away, sockets can stay open yet miss what others
 post meanwhile: the messages are stored, but their live copies were never delivered.

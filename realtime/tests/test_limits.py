@@ -1,4 +1,4 @@
-"""site_config/socket_limits.py on Daphne's real WebSocket protocol, over real TCP.
+"""realtime/limits.py on Daphne's real WebSocket protocol, over real TCP.
 
 Each test builds Daphne's `WebSocketFactory` around a Daphne `Server` that is never run,
 hands its protocol a real Twisted TCP connection (one end of a loopback pair, under a
@@ -26,7 +26,7 @@ from websockets.client import ClientProtocol
 from websockets.frames import Close
 from websockets.uri import parse_uri
 
-from site_config import socket_limits, twisted_writes, upstream
+from realtime import limits, upstream, writes
 
 
 class LimitedProtocol(WebSocketProtocol):
@@ -34,7 +34,7 @@ class LimitedProtocol(WebSocketProtocol):
     stays as it is for the rest of the test process."""
 
 
-socket_limits.bound_connections(LimitedProtocol)
+limits.bound_connections(LimitedProtocol)
 
 
 class LoopbackConnection(tcp.Connection):
@@ -204,7 +204,7 @@ async def test_a_flood_of_big_frames_is_closed_at_the_byte_limit(ws, settings) -
 def test_the_inbound_count_follows_what_the_application_takes(settings) -> None:
     settings.CHAT_SOCKET_MAX_QUEUED_FRAMES = 3
     settings.CHAT_SOCKET_MAX_QUEUED_BYTES = 100
-    inbound = socket_limits.InboundQueue()
+    inbound = limits.InboundQueue()
     # Behind the connect message, not yet taken: 1 + frames queued.
     assert [inbound.admit(queued, 10) for queued in (1, 2, 3)] == [True, True, True]
     assert not inbound.admit(4, 10)  # a fourth frame waiting: refused
@@ -231,7 +231,7 @@ async def test_a_flood_is_logged_once(ws, settings, caplog) -> None:
     ws.send_text(*("x" for _ in range(50)))
     ws.conn.startReading()
     ws.send_text(*("x" for _ in range(50)))
-    lines = [r.getMessage() for r in caplog.records if r.name == "rooms.socket_limits"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "realtime.limits"]
     assert len(lines) == 1 and "sending faster than it is served" in lines[0], lines
 
 
@@ -242,7 +242,7 @@ def fill_kernel(ws: Socket, frame: str) -> int:
     """Send `frame` until the kernel takes no more of it (the client reads nothing), as
     the reactor would write it out; returns how many were sent."""
     sent = 0
-    while socket_limits.buffered_bytes(ws.conn) == 0:
+    while limits.buffered_bytes(ws.conn) == 0:
         ws.protocol.serverSend(frame)
         sent += 1
         ws.conn.doWrite()
@@ -254,10 +254,10 @@ async def test_a_socket_that_does_not_read_is_dropped_past_the_limit(ws, setting
     frame = "x" * 4096
     fill_kernel(ws, frame)
     # Everything the kernel refuses is held in Twisted's buffers, up to the limit...
-    while socket_limits.buffered_bytes(ws.conn) <= 256 * 1024:
+    while limits.buffered_bytes(ws.conn) <= 256 * 1024:
         ws.protocol.serverSend(frame)
         assert ws.protocol.state == ws.protocol.STATE_OPEN
-    held = socket_limits.buffered_bytes(ws.conn)
+    held = limits.buffered_bytes(ws.conn)
     assert held <= 256 * 1024 + len(frame) + 16  # one frame (and its header) over at most
     # ...and the next send drops the connection instead of holding more.
     ws.protocol.serverSend(frame)
@@ -293,7 +293,7 @@ async def test_a_socket_that_reads_is_never_dropped(ws, settings) -> None:
     for n in range(200):  # 800 KiB in all, far more than the limit, read as it comes
         ws.protocol.serverSend(f"{n:04d}" + "x" * 4092)
         frames += texts(ws.received())
-        while socket_limits.buffered_bytes(ws.conn):
+        while limits.buffered_bytes(ws.conn):
             frames += texts(ws.received())
     while len(frames) < 200 and select.select([ws.peer], [], [], 2)[0]:  # the last bytes
         frames += texts(ws.received())
@@ -306,7 +306,7 @@ async def test_dropping_is_logged_once(ws, settings, caplog) -> None:
     fill_kernel(ws, "y" * 4096)
     for _ in range(20):
         ws.protocol.serverSend("y" * 4096)
-    lines = [r.getMessage() for r in caplog.records if r.name == "rooms.socket_limits"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "realtime.limits"]
     assert len(lines) == 1 and "not reading" in lines[0], lines
 
 
@@ -314,16 +314,16 @@ def test_buffered_bytes_counts_twisteds_buffers_and_follows_wrappers() -> None:
     ours, peer = socket.socketpair()
     try:
         conn = tcp.Connection(ours, None, SelectReactor())
-        assert socket_limits.buffered_bytes(conn) == 0
+        assert limits.buffered_bytes(conn) == 0
         conn.dataBuffer, conn.offset = b"0123456789", 4  # 4 of them sent already
         conn._tempDataBuffer, conn._tempDataLen = [b"abc", b"de"], 5
-        assert socket_limits.buffered_bytes(conn) == 6 + 5
+        assert limits.buffered_bytes(conn) == 6 + 5
 
         class Wrapper:  # what a TLS transport looks like from the protocol
             transport = conn
 
-        assert socket_limits.buffered_bytes(Wrapper()) == 11
-        assert socket_limits.buffered_bytes(None) == 0
+        assert limits.buffered_bytes(Wrapper()) == 11
+        assert limits.buffered_bytes(None) == 0
     finally:
         ours.close()
         peer.close()
@@ -333,25 +333,25 @@ def test_buffered_bytes_counts_twisteds_buffers_and_follows_wrappers() -> None:
 
 
 def test_the_tested_versions_are_the_installed_ones() -> None:
-    assert upstream.require_tested("socket_limits", socket_limits.TESTED_VERSIONS) == []
-    assert upstream.require_tested("twisted_writes", twisted_writes.TESTED_VERSIONS) == []
+    assert upstream.require_tested("socket_limits", limits.TESTED_VERSIONS) == []
+    assert upstream.require_tested("twisted_writes", writes.TESTED_VERSIONS) == []
 
 
 def test_an_untested_version_refuses_to_start(monkeypatch, settings) -> None:
     settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = False
-    monkeypatch.setattr(socket_limits, "_installed", False)
-    monkeypatch.setattr(socket_limits, "TESTED_VERSIONS", {"autobahn": "23.1.2"})
+    monkeypatch.setattr(limits, "_installed", False)
+    monkeypatch.setattr(limits, "TESTED_VERSIONS", {"autobahn": "23.1.2"})
     with pytest.raises(ImproperlyConfigured) as refused:
-        socket_limits.install()
+        limits.install()
     message = str(refused.value)
-    assert "site_config/socket_limits.py" in message
+    assert "realtime/limits.py" in message
     assert "autobahn 26.10.2 (tested with 23.1.2)" in message
     assert "CHAT_ALLOW_UNVERIFIED_DAPHNE=true" in message
-    assert not socket_limits._installed
+    assert not limits._installed
 
-    monkeypatch.setattr(twisted_writes, "TESTED_VERSIONS", {"twisted": "24.3.0"})
+    monkeypatch.setattr(writes, "TESTED_VERSIONS", {"twisted": "24.3.0"})
     with pytest.raises(ImproperlyConfigured, match=r"twisted 26\.10\.0 \(tested with 24\.3\.0\)"):
-        twisted_writes.install()
+        writes.install()
 
 
 def test_the_operator_may_allow_an_untested_version(settings, caplog) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from channels.consumer import get_handler_name
 from channels.layers import get_channel_layer
 
-from rooms import sockets
+from realtime import sockets
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class _Inbox:
         """Its tasks run as long as the process: one that ends is a failure. Nothing this
         process's sockets should get reaches them any more, so the inbox is dropped (the
         next socket starts a new one) and the layer counts as failed: when it passes the
-        next check, every socket reconnects and catches up (rooms/sockets.py)."""
+        next check, every socket reconnects and catches up (realtime/sockets.py)."""
         if task.cancelled() or self.closed:
             return
         error = task.exception() or RuntimeError(f"{task.get_name()} returned")

@@ -65,7 +65,7 @@ import sys
 from typing import Any
 
 # Under "rooms", whose INFO lines the LOGGING setting keeps (the root logs warnings only).
-log = logging.getLogger("rooms.lifecycle")
+log = logging.getLogger(__name__)
 
 CLOSE_SERVICE_RESTART = 1012
 # Codes a server may send in a close frame (RFC 6455 7.4.1 and the IANA registry):
@@ -181,7 +181,7 @@ async def graceful_stop(grace: float = SHUTDOWN_GRACE) -> None:
 
 
 async def _close_sockets() -> int:
-    from rooms import sockets
+    from realtime import sockets
 
     for socket in list(sockets.open_sockets):
         user, room = getattr(socket, "user", "?"), getattr(socket, "room", "?")

@@ -12,14 +12,14 @@ the kernel does not take (a slow reader, a full socket buffer) is buffered, thro
 Twisted's own `write()`, so back-pressure, producers and lost connections keep working
 exactly as before. Written and tested against Twisted 26.10.0 (`abstract.FileDescriptor.write`
 and its buffers, `tcp.Connection.writeSomeData`): on another version the server refuses
-to start until this is re-checked (site_config/upstream.py).
+to start until this is re-checked (realtime/upstream.py).
 """
 
 import sys
 
 from twisted.internet import tcp
 
-from site_config import upstream
+from realtime import upstream
 
 TESTED_VERSIONS = {"twisted": "26.10.0"}
 
@@ -48,7 +48,7 @@ def write_now(self: tcp.Connection, data: bytes) -> None:
 def install() -> None:
     """Under Daphne (which imports Twisted's TCP connections); a no-op elsewhere.
 
-    Raises ImproperlyConfigured on an untested Twisted (site_config/upstream.py)."""
+    Raises ImproperlyConfigured on an untested Twisted (realtime/upstream.py)."""
     if "daphne.server" in sys.modules:
-        upstream.require_tested("site_config/twisted_writes.py", TESTED_VERSIONS)
+        upstream.require_tested("realtime/writes.py", TESTED_VERSIONS)
         tcp.Connection.write = write_now
