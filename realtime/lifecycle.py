@@ -31,8 +31,9 @@ What this module adds, installed by `install()` from site_config/asgi.py:
         jittered delay of at most 0.5 s, static/js/chat.js);
      c. if it closed any, waits CHAT_SHUTDOWN_GRACE seconds (default 2) while the
         close handshakes finish and the clients reconnect, to another process if any;
-     d. deletes this process's presence rows (`presence.leave_server()`) and announces
-        "left" for each user who is not online in that room through another process;
+     d. runs the shutdown hooks the apps registered (`on_shutdown`): the chat's deletes
+        this process's presence rows (`rooms.presence.leave_server`) and announces "left"
+        for each user who is not online in that room through another process;
      e. cancels the tasks still running (heartbeat, layer watchdog, room fan-out, the
         layer's readers) and lets them unwind before the reactor stops the loop.
    The grace period is what keeps a hand-over from flickering: while this process's
@@ -62,6 +63,7 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 # Under "rooms", whose INFO lines the LOGGING setting keeps (the root logs warnings only).
@@ -78,6 +80,14 @@ SHUTDOWN_GRACE = float(os.environ.get("CHAT_SHUTDOWN_GRACE", "2"))
 STEP_TIMEOUT = 10.0
 
 _installed = False
+_shutdown_hooks: list[Callable[[], Awaitable[object]]] = []
+
+
+def on_shutdown(hook: Callable[[], Awaitable[object]]) -> None:
+    """Run `hook` when the process stops gracefully, once its sockets have had their
+    grace period (the chat forgets their presence there): each hook gets STEP_TIMEOUT."""
+    if hook not in _shutdown_hooks:
+        _shutdown_hooks.append(hook)
 
 
 def install() -> None:
@@ -172,11 +182,11 @@ async def graceful_stop(grace: float = SHUTDOWN_GRACE) -> None:
     if closed:
         # Also lets the close frames go out and the clients' replies come back.
         await asyncio.sleep(max(grace, 0.5))
-    try:
-        left = await asyncio.wait_for(_forget_presence(), STEP_TIMEOUT)
-        log.info("stopping: presence forgotten; %d left their rooms", left)
-    except Exception:
-        log.exception("stopping: presence not cleaned up; it expires after the TTL")
+    for hook in _shutdown_hooks:
+        try:
+            await asyncio.wait_for(hook(), STEP_TIMEOUT)
+        except Exception:
+            log.exception("stopping: %s failed", getattr(hook, "__qualname__", hook))
     await _cancel_remaining_tasks()
 
 
@@ -189,13 +199,6 @@ async def _close_sockets() -> int:
     closed = await sockets.close_all(CLOSE_SERVICE_RESTART)
     log.info("stopping: closed %d sockets; grace period %ss", closed, SHUTDOWN_GRACE)
     return closed
-
-
-async def _forget_presence() -> int:
-    """Delete this process's presence rows; announce who is now gone from each room."""
-    from rooms import presence
-
-    return await presence.leave_server()
 
 
 async def _cancel_remaining_tasks() -> None:

@@ -5,4 +5,8 @@ class RoomsConfig(AppConfig):
     name = "rooms"
 
     def ready(self) -> None:
-        from rooms import signals  # noqa: F401  (connects the access re-checks)
+        from realtime.lifecycle import on_shutdown
+        from rooms import presence, signals  # noqa: F401  (signals: the access re-checks)
+
+        # A stopping process forgets its presence rows once its sockets had their grace.
+        on_shutdown(presence.leave_server)

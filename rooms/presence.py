@@ -287,6 +287,7 @@ async def leave_server() -> int:
     changes = await database_sync_to_async(forget_server)()
     announce(changes)
     await _announcer().flush()
+    log.info("stopping: presence forgotten; %d left their rooms", len(changes))
     return len(changes)
 
 
