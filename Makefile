@@ -6,22 +6,47 @@ PORT   ?= 8000
 # The local PostgreSQL the suite runs on a second time (it creates and drops test_hypertalk).
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/hypertalk
 
-.PHONY: install install-dev run test test-sqlite test-postgres lint format bench clean
+.PHONY: install install-dev lock run test test-sqlite test-postgres lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.runtime: requirements.txt | $(BIN)/python
-	$(BIN)/pip install -q -r requirements.txt
+# Dependencies. requirements.txt (runtime) and requirements-dev.txt (tests, linters, tools)
+# name what we depend on; requirements.lock and requirements-dev.lock pin the whole tree
+# (Twisted, autobahn and every other transitive dependency) with the sha256 of each file,
+# and are all that gets installed: pip's --require-hashes refuses any package, version or
+# file the lock does not name. After editing a requirements file run `make lock` and commit
+# the locks with it; until then `make install` refuses the stale lock (scripts/lockfile.py
+# checks the digest of the requirements `make lock` stamped into it). `make lock` keeps the
+# versions already locked where it can; `make lock LOCK_ARGS=--upgrade` takes the newest of
+# everything, `LOCK_ARGS="--upgrade-package twisted"` of one package. The locks are
+# universal (environment markers), for CPython 3.11 and later; the dev lock is resolved
+# under the runtime lock, so both install the same versions.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+  --custom-compile-command "make lock" $(LOCK_ARGS)
+
+$(VENV)/.runtime: requirements.lock requirements.txt | $(BIN)/python
+	$(BIN)/python scripts/lockfile.py check requirements.txt requirements.lock
+	$(BIN)/pip install -q --require-hashes -r requirements.lock
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install -q -r requirements-dev.txt
+$(VENV)/.dev: requirements-dev.lock requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python scripts/lockfile.py check requirements-dev.txt requirements-dev.lock
+	$(BIN)/pip install -q --require-hashes -r requirements-dev.lock
 	touch $@ $(VENV)/.runtime
 
 install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
+
+## Regenerate requirements.lock and requirements-dev.lock (uv, as the dev lock pins it).
+lock: | $(BIN)/python
+	$(BIN)/python scripts/lockfile.py pick requirements-dev.lock uv > $(VENV)/uv.lock-entry
+	$(BIN)/pip install -q --require-hashes -r $(VENV)/uv.lock-entry
+	$(UV_COMPILE) requirements.txt -o requirements.lock
+	$(BIN)/python scripts/lockfile.py stamp requirements.txt requirements.lock
+	$(UV_COMPILE) requirements-dev.txt -c requirements.lock -o requirements-dev.lock
+	$(BIN)/python scripts/lockfile.py stamp requirements-dev.txt requirements-dev.lock
 
 ## Serve on http://127.0.0.1:8000 with SQLite and the in-memory layer: nothing to set up.
 run: install
