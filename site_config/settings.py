@@ -5,30 +5,60 @@ one process. DATABASE_URL and REDIS_URL switch to PostgreSQL and Redis so that a
 number of Daphne processes share the same rooms.
 """
 
+import logging
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import dj_database_url
+import environs
 from django.core.exceptions import ImproperlyConfigured
+from marshmallow.validate import Range
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# Values are taken literally (no $VAR expansion: a "$" in a secret is a "$"), and no .env
+# file is read: the process environment is the whole configuration.
+env = environs.Env(expand_vars=False)
+# Every variable read below, for the test that keeps conftest.py's isolation list complete.
+variables_read: list[str] = []
 
-def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
+Value = TypeVar("Value")
+at_least_zero = Range(min=0)
+positive = Range(min=0, min_inclusive=False)
+
+
+def setting(read: Callable[..., Value | None], name: str, default: Value, **checks: Any) -> Value:
+    """`read(name)` with environs's strict parser (`env.bool`, `env.int`, ...), or `default`
+    when the variable is unset or empty.
+
+    Strict, because a typo must not pass for a choice: "treu" is not false, "ten" is not a
+    number. A value that does not parse (or fails `validate=`) stops start-up, naming the
+    variable, its value and what is wrong with it.
+    """
+    variables_read.append(name)
+    if not os.environ.get(name):
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    try:
+        value = read(name, **checks)
+    except environs.EnvValidationError as error:
+        problems = error.error_messages
+        reason = " ".join(problems) if isinstance(problems, list) else str(problems)
+        raise ImproperlyConfigured(f"{name}={os.environ[name]!r} is invalid: {reason}") from None
+    assert value is not None  # set and valid
+    return value
 
 
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+def comma_separated(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list (blanks around and between items ignored)."""
+    return [item.strip() for item in setting(env.list, name, default) if item.strip()]
 
 
-DEBUG = env_bool("DEBUG")
+DEBUG = setting(env.bool, "DEBUG", False)
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+SECRET_KEY = setting(env.str, "SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -37,8 +67,8 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-development-key-never-use-in-production"
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+ALLOWED_HOSTS = comma_separated("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = comma_separated("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "daphne",  # first: its runserver serves ASGI (HTTP and WebSockets)
@@ -99,7 +129,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
+        conn_max_age=setting(env.int, "CONN_MAX_AGE", 60, validate=at_least_zero),
         conn_health_checks=True,
     )
 }
@@ -113,9 +143,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
-    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("SQLITE_TEST_NAME")}
 
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = setting(env.str, "REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -153,7 +182,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STATIC_ROOT = setting(env.path, "STATIC_ROOT", BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -169,21 +198,23 @@ STORAGES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Production hardening; `manage.py check --deploy` is clean with DEBUG off.
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = setting(env.bool, "SECURE_COOKIES", not DEBUG)
+SECURE_SSL_REDIRECT = setting(env.bool, "SECURE_SSL_REDIRECT", not DEBUG)
 # Load balancers and orchestrators probe each instance over plain HTTP: a 301 to https
 # would read as "unhealthy" (e2e/test_production.py).
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_SECONDS = setting(
+    env.int, "SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, validate=at_least_zero
+)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
-SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
+SECURE_HSTS_PRELOAD = setting(env.bool, "SECURE_HSTS_PRELOAD", False)
 # Preloading is a one-way commitment for the whole domain, so an operator opts in with
 # SECURE_HSTS_PRELOAD=true; until then the deploy check's reminder is silenced.
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-BEHIND_PROXY = env_bool("BEHIND_PROXY")
+BEHIND_PROXY = setting(env.bool, "BEHIND_PROXY", False)
 if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
@@ -191,12 +222,14 @@ if BEHIND_PROXY:
 # Request bodies (site_config/http_guard.py): one over this many bytes is answered 413
 # before it is read, by Daphne's protocol and by the ASGI guard in front of Django. Django's
 # own limit on form data agrees; a proxy in front should refuse at the same size (README).
-CHAT_MAX_REQUEST_BYTES = int(os.environ.get("CHAT_MAX_REQUEST_BYTES", str(2 * 1024 * 1024)))
+CHAT_MAX_REQUEST_BYTES = setting(
+    env.int, "CHAT_MAX_REQUEST_BYTES", 2 * 1024 * 1024, validate=at_least_zero
+)
 DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_REQUEST_BYTES
 # Patches of Daphne, autobahn and Twisted internals (http_guard.py, socket_limits.py,
 # twisted_writes.py) name the exact versions they were verified with; on others the
 # server refuses to start unless this is true (realtime/upstream.py).
-CHAT_ALLOW_UNVERIFIED_DAPHNE = env_bool("CHAT_ALLOW_UNVERIFIED_DAPHNE")
+CHAT_ALLOW_UNVERIFIED_DAPHNE = setting(env.bool, "CHAT_ALLOW_UNVERIFIED_DAPHNE", False)
 # Database sessions that never look up a key Django could not have made (a NUL from a
 # cookie was a 500 on PostgreSQL): site_config/sessions.py.
 SESSION_ENGINE = "site_config.sessions"
@@ -206,36 +239,48 @@ CHAT_MESSAGE_MAX_LENGTH = 4000
 CHAT_HISTORY_LENGTH = 50
 # A socket that reconnects is sent what it missed if that is at most this many changes;
 # past it, the page is told to reload instead (it shows the newest messages then).
-CHAT_CATCHUP_LIMIT = int(os.environ.get("CHAT_CATCHUP_LIMIT", "500"))
-CHAT_RATE_BURST = int(os.environ.get("CHAT_RATE_BURST", "10"))
-CHAT_RATE_PER_SECOND = float(os.environ.get("CHAT_RATE_PER_SECOND", "1"))
+CHAT_CATCHUP_LIMIT = setting(env.int, "CHAT_CATCHUP_LIMIT", 500, validate=at_least_zero)
+CHAT_RATE_BURST = setting(env.int, "CHAT_RATE_BURST", 10, validate=at_least_zero)
+CHAT_RATE_PER_SECOND = setting(env.float, "CHAT_RATE_PER_SECOND", 1.0, validate=at_least_zero)
 # A connection counts as online while its process heartbeats it; a process that dies
 # without cleaning up has its users expire after this many seconds.
-CHAT_PRESENCE_TTL = int(os.environ.get("CHAT_PRESENCE_TTL", "60"))
+CHAT_PRESENCE_TTL = setting(env.int, "CHAT_PRESENCE_TTL", 60, validate=positive)
 CHAT_PRESENCE_HEARTBEAT = CHAT_PRESENCE_TTL / 3
 # A user whose last socket closed counts as online this many seconds more, so that a
 # reload or a reconnect is no leave-and-join in everyone's log (rooms/presence.py).
-CHAT_PRESENCE_LEAVE_GRACE = float(os.environ.get("CHAT_PRESENCE_LEAVE_GRACE", "5"))
+CHAT_PRESENCE_LEAVE_GRACE = setting(
+    env.float, "CHAT_PRESENCE_LEAVE_GRACE", 5.0, validate=at_least_zero
+)
 # Joins and leaves are sent once per tick per room, however many there were.
 CHAT_PRESENCE_TICK = 0.25
 # How often each process checks the channel layer, to resync its sockets after an outage.
-CHAT_LAYER_CHECK_SECONDS = float(os.environ.get("CHAT_LAYER_CHECK_SECONDS", "2"))
+CHAT_LAYER_CHECK_SECONDS = setting(env.float, "CHAT_LAYER_CHECK_SECONDS", 2.0, validate=positive)
 # Rooms: how many a user (not staff) may create in 24 hours, and rooms per list page.
-CHAT_ROOMS_PER_USER_PER_DAY = int(os.environ.get("CHAT_ROOMS_PER_USER_PER_DAY", "10"))
-CHAT_ROOMS_PAGE_SIZE = int(os.environ.get("CHAT_ROOMS_PAGE_SIZE", "50"))
+CHAT_ROOMS_PER_USER_PER_DAY = setting(
+    env.int, "CHAT_ROOMS_PER_USER_PER_DAY", 10, validate=at_least_zero
+)
+CHAT_ROOMS_PAGE_SIZE = setting(env.int, "CHAT_ROOMS_PAGE_SIZE", 50, validate=positive)
 # What one socket may cost (realtime/limits.py, rooms/consumers.py). Closed with
 # 1008: a socket with more than CHAT_SOCKET_MAX_QUEUED_FRAMES frames (or _BYTES) waiting
 # for its consumer, or sending past its frame budget (a burst, then a sustained rate), and a
 # user's socket past CHAT_MAX_SOCKETS_PER_USER in this process. Dropped: a socket with
 # more than CHAT_SOCKET_MAX_BUFFERED_BYTES sent to it that it has not read.
-CHAT_SOCKET_MAX_QUEUED_FRAMES = int(os.environ.get("CHAT_SOCKET_MAX_QUEUED_FRAMES", "64"))
-CHAT_SOCKET_MAX_QUEUED_BYTES = int(os.environ.get("CHAT_SOCKET_MAX_QUEUED_BYTES", str(1024 * 1024)))
-CHAT_SOCKET_FRAME_BURST = int(os.environ.get("CHAT_SOCKET_FRAME_BURST", "30"))
-CHAT_SOCKET_FRAMES_PER_SECOND = float(os.environ.get("CHAT_SOCKET_FRAMES_PER_SECOND", "5"))
-CHAT_SOCKET_MAX_BUFFERED_BYTES = int(
-    os.environ.get("CHAT_SOCKET_MAX_BUFFERED_BYTES", str(1024 * 1024))
+CHAT_SOCKET_MAX_QUEUED_FRAMES = setting(
+    env.int, "CHAT_SOCKET_MAX_QUEUED_FRAMES", 64, validate=at_least_zero
 )
-CHAT_MAX_SOCKETS_PER_USER = int(os.environ.get("CHAT_MAX_SOCKETS_PER_USER", "30"))
+CHAT_SOCKET_MAX_QUEUED_BYTES = setting(
+    env.int, "CHAT_SOCKET_MAX_QUEUED_BYTES", 1024 * 1024, validate=at_least_zero
+)
+CHAT_SOCKET_FRAME_BURST = setting(env.int, "CHAT_SOCKET_FRAME_BURST", 30, validate=at_least_zero)
+CHAT_SOCKET_FRAMES_PER_SECOND = setting(
+    env.float, "CHAT_SOCKET_FRAMES_PER_SECOND", 5.0, validate=at_least_zero
+)
+CHAT_SOCKET_MAX_BUFFERED_BYTES = setting(
+    env.int, "CHAT_SOCKET_MAX_BUFFERED_BYTES", 1024 * 1024, validate=at_least_zero
+)
+CHAT_MAX_SOCKETS_PER_USER = setting(
+    env.int, "CHAT_MAX_SOCKETS_PER_USER", 30, validate=at_least_zero
+)
 
 # Accounts (accounts/services.py). Log-ins, by django-axes: after LOGIN_FAILURE_LIMIT
 # failures for one username, or from one address (each counted on its own), every log-in
@@ -245,9 +290,9 @@ CHAT_MAX_SOCKETS_PER_USER = int(os.environ.get("CHAT_MAX_SOCKETS_PER_USER", "30"
 # count between guesses at others. Sign-ups: SIGNUPS_PER_HOUR per address, counted in the
 # database (every process shares it). Addresses: accounts/addresses.py (IPv6 per /64;
 # behind a proxy, the X-Forwarded-For entry it appended).
-LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
-LOGIN_COOLOFF_MINUTES = float(os.environ.get("LOGIN_COOLOFF_MINUTES", "15"))
-SIGNUPS_PER_HOUR = int(os.environ.get("SIGNUPS_PER_HOUR", "10"))
+LOGIN_FAILURE_LIMIT = setting(env.int, "LOGIN_FAILURE_LIMIT", 5, validate=at_least_zero)
+LOGIN_COOLOFF_MINUTES = setting(env.float, "LOGIN_COOLOFF_MINUTES", 15.0, validate=at_least_zero)
+SIGNUPS_PER_HOUR = setting(env.int, "SIGNUPS_PER_HOUR", 10, validate=at_least_zero)
 AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
@@ -258,6 +303,8 @@ AXES_LOCKOUT_CALLABLE = "accounts.views.login_locked_out"
 # No row per successful log-in kept forever (failures are kept for the cool-off only).
 AXES_DISABLE_ACCESS_LOG = True
 
+# A level name (DEBUG, INFO, WARNING, ERROR, CRITICAL) or number.
+CHAT_LOG_LEVEL = setting(env.log_level, "CHAT_LOG_LEVEL", logging.INFO)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -268,7 +315,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     # Our own code logs one line per connect, leave, message and failure.
     "loggers": {
-        app: {"level": os.environ.get("CHAT_LOG_LEVEL", "INFO")}
-        for app in ("accounts", "realtime", "rooms", "site_config")
+        app: {"level": CHAT_LOG_LEVEL} for app in ("accounts", "realtime", "rooms", "site_config")
     },
 }
