@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import dj_database_url
 import environs
+from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 from marshmallow.validate import Range
 
@@ -80,7 +81,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
-    "django_htmx",
+    "django_htmx",  # its {% htmx_script %} tag
+    "csp",  # its system checks of CONTENT_SECURITY_POLICY
     "template_partials",
     "axes",  # log-in throttling (Accounts, below)
     "accounts",
@@ -88,17 +90,18 @@ INSTALLED_APPS = [
     "rooms",
 ]
 
+# Every entry can run on the event loop (site_config/tests/test_middleware.py): under Daphne
+# one that cannot sends each request through a thread and back around it.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "site_config.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
-    "site_config.middleware.ContentSecurityPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",  # CONTENT_SECURITY_POLICY, below
     "site_config.middleware.PrivatePagesMiddleware",
     # Last, as django-axes asks: turns a refused log-in into our 429 page.
     "axes.middleware.AxesMiddleware",
@@ -230,6 +233,23 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_REQUEST_BYTES
 # twisted_writes.py) name the exact versions they were verified with; on others the
 # server refuses to start unless this is true (realtime/upstream.py).
 CHAT_ALLOW_UNVERIFIED_DAPHNE = setting(env.bool, "CHAT_ALLOW_UNVERIFIED_DAPHNE", False)
+# Scripts and sockets only from our own origin: no inline script, no eval, so even a chat
+# line that slipped past escaping could not run. No inline style either but the one
+# <style> that carries this response's nonce: the per-viewer rule in templates/base.html
+# (keyed on the viewer's username). django-csp adds the nonce only to responses that use it.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.SELF],
+        "script-src": [csp.SELF],
+        "connect-src": [csp.SELF],
+        "style-src": [csp.SELF, csp.NONCE],
+        "img-src": [csp.SELF, "data:"],
+        "object-src": [csp.NONE],
+        "base-uri": [csp.SELF],
+        "form-action": [csp.SELF],
+        "frame-ancestors": [csp.NONE],
+    }
+}
 # Database sessions that never look up a key Django could not have made (a NUL from a
 # cookie was a 500 on PostgreSQL): site_config/sessions.py.
 SESSION_ENGINE = "site_config.sessions"
