@@ -1,4 +1,4 @@
-"""Measure a password-guessing flood against a real Daphne (issue 9, case 12).
+"""Measure a password-guessing flood against a real Daphne.
 
     python -m accounts.measure_login_flood [--attempts 200] [--project DIR]
 

@@ -1,4 +1,4 @@
-"""The fan-out benchmark (issue 5): `python -m bench` (or `make bench`).
+"""The fan-out benchmark: `python -m bench` (or `make bench`).
 
 One load generator (asyncio + websockets' Sans-I/O protocol, loopback only) drives three
 servers in one invocation, alternating rounds under the same load:

@@ -1,4 +1,4 @@
-"""Issue 9, cases 8 and 9: what one client can cost the server is bounded per connection.
+"""What one client can cost the server is bounded per connection.
 
 Each test runs its own Daphne (the Procfile's flags) on a SQLite file and measures that
 process's resident memory (RSS, psutil) while a hostile client does its worst, next to

@@ -1,5 +1,5 @@
-"""Access changed in the admin on one process closes the sockets it concerns on another
-(issue 9, case 13): two Daphnes on one PostgreSQL database and one Redis.
+"""Access changed in the admin on one process closes the sockets it concerns on another:
+two Daphnes on one PostgreSQL database and one Redis.
 
 The admin works over HTTP on process one, through its real change forms; the sockets
 (servers.RoomSocket, as htmx holds them) are on process two. Each affected socket gets

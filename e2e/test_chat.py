@@ -1,4 +1,4 @@
-"""Issue 2 in a real browser: live chat, presence, private messages, and no JavaScript."""
+"""The chat in a real browser: live chat, presence, private messages, and no JavaScript."""
 
 import re
 

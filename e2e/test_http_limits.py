@@ -1,4 +1,4 @@
-"""Request bodies refused before they are read, under a real Daphne (issue 9, case 10).
+"""Request bodies refused before they are read, under a real Daphne.
 
 Before site_config/http_guard.py, a 256 MiB anonymous POST to /accounts/login/ was held
 whole in the server's memory (Twisted's buffer, then Daphne's application queue) before

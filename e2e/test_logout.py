@@ -1,4 +1,4 @@
-"""Issue 4: logging out in one tab closes the room socket of every other tab of it."""
+"""Logging out in one tab closes the room socket of every other tab of it."""
 
 import pytest
 from playwright.sync_api import expect

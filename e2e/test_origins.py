@@ -1,5 +1,5 @@
-"""A page on another port of the same host cannot use a signed-in person's socket (issue 9,
-case 14), in a real Chromium.
+"""A page on another port of the same host cannot use a signed-in person's socket,
+in a real Chromium.
 
 Cookies do not care about ports, and another port of the same host is the same site, so
 the browser sends the victim's session cookie (SameSite=Lax) with a handshake that a page

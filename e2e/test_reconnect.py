@@ -1,4 +1,4 @@
-"""Issue 4: sockets that drop come back with exactly what they missed.
+"""Sockets that drop come back with exactly what they missed.
 
 (a) One viewer's network drops while another user keeps posting (the socket is routed
     through Playwright and cut there: see SocketLink), then comes back.

@@ -1,4 +1,4 @@
-"""Creating rooms in a real browser (issue 9, case 15): only by a form's POST, with or
+"""Creating rooms in a real browser: only by a form's POST, with or
 without JavaScript; never by following a link, from this site or another one."""
 
 import pytest

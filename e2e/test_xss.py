@@ -1,4 +1,4 @@
-"""Issue 4: hostile messages are text, for the sender and every viewer, live and after reload.
+"""Hostile messages are text, for the sender and every viewer, live and after reload.
 
 One user posts each payload of e2e/xss_payloads.py over the socket; another watches.
 The viewer's context bypasses the Content-Security-Policy, so escaping alone has to

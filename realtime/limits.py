@@ -1,7 +1,7 @@
 """What one WebSocket may cost the process, enforced where Daphne holds its bytes.
 
-Two upstream behaviours made a socket's memory a function of what its client does
-(issue 9, cases 8 and 9), measured with e2e/test_abuse.py's clients:
+Two upstream behaviours made a socket's memory a function of what its client does,
+measured with e2e/test_abuse.py's clients:
 
 1. Inbound. Daphne 4.2.3's `WebSocketProtocol.onMessage` puts every frame autobahn
    parses into the application's `asyncio.Queue()`, which has no bound (created in

@@ -5,7 +5,7 @@ Channels' `AllowedHostsOriginValidator` compared only the Origin's host with ALL
 so a page on another port or scheme of the same host (`http://127.0.0.1:9999` for a site on
 `http://127.0.0.1:8000`) passed. Such a page is same-site, so the browser sends the
 session cookie with its handshake: it read a private room's history and sent a private
-message as the person who opened it (issue 9, case 14).
+message as the person who opened it.
 
 A handshake is let through when its one Origin header is
 

@@ -45,7 +45,7 @@ async def close_all(code: int = CLOSE_SERVICE_RESTART) -> int:
 
 class UserSockets:
     """How many sockets each user holds in this process, so that no user holds more than
-    CHAT_MAX_SOCKETS_PER_USER (issue 9: one user could open 2,000).
+    CHAT_MAX_SOCKETS_PER_USER (without it, one user could open 2,000).
 
     A socket counts from its handshake (`admit`) until its consumer ends (`release`),
     however it ends; `admit` checks and counts with no await in between, so a hundred

@@ -1,8 +1,8 @@
 """URL converters, so that a path names only what the model could hold.
 
 `<str:username>` matched anything but "/", NUL included: `/messages/%00/` reached the
-database, and PostgreSQL refuses a string with NUL in it with an exception, a 500 (issue
-9, case 17). A username in a URL now has Django's own username characters
+database, and PostgreSQL refuses a string with NUL in it with an exception, a 500. A
+username in a URL now has Django's own username characters
 (`UnicodeUsernameValidator`: letters, digits and `@.+-_`) and length (150), so any other
 path is a 404 from the URL resolver, before a view runs.
 

@@ -9,14 +9,14 @@ A request body costs memory in two places under Daphne, before Django sees a byt
    queue, in `request_buffer_size` (8 KiB) chunks, before the application has run.
 
 So a 256 MiB POST, even an anonymous one to /accounts/login/ that ends in a 403, sat in
-the process's memory whole (issue 9, case 10). Two guards, for two kinds of server:
+the process's memory whole (+515 MiB measured). Two guards, for two kinds of server:
 
 - `RequestGuard`, an ASGI middleware in front of the whole application (site_config/asgi.py),
   for any ASGI server: a Content-Length over `CHAT_MAX_REQUEST_BYTES` is answered 413
   without reading the body, and a body without one is counted as it is received and cut
   with 413 at the cap. It also refuses a URL with a NUL byte in its path or query string
   (400 for HTTP, a refused handshake for a socket): no such value can reach the ORM,
-  where PostgreSQL refuses it with an exception (case 17).
+  where PostgreSQL refuses it with an exception (a 500).
 - `install()`, under Daphne: the same cap at the protocol, before Twisted buffers the body
   (see `install`). Under Daphne the ASGI guard's cut never fires (the body was refused
   earlier); it stays as the contract for other servers and for tests.

@@ -3,9 +3,9 @@
 A session key comes from a cookie, and Python's cookie parser turns an octal escape in a
 quoted value (`sessionid="\\000..."`) into a real NUL. Django's database engine only checks
 a key's length before looking it up, so such a cookie reached PostgreSQL, which refuses a
-string with NUL in it with an exception: a 500 on any page, for HTTP and sockets alike
-(found with issue 9, case 17). Django makes every key from VALID_KEY_CHARS; a cookie with
-anything else is no session (signed out), and is never looked up.
+string with NUL in it with an exception: a 500 on any page, for HTTP and sockets alike.
+Django makes every key from VALID_KEY_CHARS; a cookie with anything else is no session
+(signed out), and is never looked up.
 """
 
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS

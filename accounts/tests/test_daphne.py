@@ -1,4 +1,4 @@
-"""The limits under a real Daphne (issue 9, case 12): the address counted is the TCP
+"""The limits under a real Daphne: the address counted is the TCP
 peer, which under ASGI reaches Django from the scope's "client", not a header.
 
 Clients connect from different loopback addresses (127.0.0.2, 127.0.0.3, ...: all of

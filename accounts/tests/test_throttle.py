@@ -1,4 +1,4 @@
-"""Log-in and sign-up limits (issue 9, case 12), over the HTTP test client.
+"""Log-in and sign-up limits, over the HTTP test client.
 
 Log-ins: LOGIN_FAILURE_LIMIT failures for one username, or from one address, lock that
 username or address out for LOGIN_COOLOFF_MINUTES; a locked-out attempt is answered 429

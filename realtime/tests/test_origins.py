@@ -1,4 +1,4 @@
-"""Issue 9, case 14: a socket's Origin must be this site's exact origin (realtime/origins.py).
+"""A socket's Origin must be this site's exact origin (realtime/origins.py).
 
 Each handshake goes through the whole application (site_config.asgi), logged in as alice,
 to a room she may enter: only the Origin check can refuse it. A real browser on another

@@ -1,4 +1,4 @@
-"""Access re-checked where it changes (issue 9, case 13).
+"""Access re-checked where it changes.
 
 Access changed anywhere, not only by the owner's remove button (the admin, the ORM, a
 deleted session), reaches the open sockets it concerns: they close with 4401 (the user or

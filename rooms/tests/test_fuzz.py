@@ -1,4 +1,4 @@
-"""Thousands of random frames thrown at one open room socket (issue 4, property-based).
+"""Thousands of random frames thrown at one open room socket (property-based).
 
 Whatever arrives, the socket must answer with one of three things: the composer (reset
 after a send, or showing an error), the fragment of what was sent (after a reset), or a

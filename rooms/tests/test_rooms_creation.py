@@ -1,4 +1,4 @@
-"""Rooms are created explicitly (issue 9, case 15).
+"""Rooms are created explicitly, never by a GET.
 
 Creating a room is a POST of the room list's form (the "Create #name" page posts the same
 form). A GET never creates; a "members only" request never reuses an existing name;

@@ -1,4 +1,4 @@
-"""What one socket, and one user's sockets, may cost (issue 9, cases 8 and 9).
+"""What one socket, and one user's sockets, may cost.
 
 The consumer's part: a frame budget per socket (a flood is closed with 1008 before
 anything is decoded or rendered for it) and a cap on each user's sockets in a process

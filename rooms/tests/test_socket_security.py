@@ -1,4 +1,4 @@
-"""What the room socket does with hostile or broken input (issue 4).
+"""What the room socket does with hostile or broken input.
 
 Each refusal is checked three ways: the exact answer (an error in the composer, or a
 close code), nothing stored, and nothing sent to anyone else in the room.

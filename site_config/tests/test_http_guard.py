@@ -1,4 +1,4 @@
-"""Issue 9, case 10: request bodies capped before they are read (site_config/http_guard.py).
+"""Request bodies capped before they are read (site_config/http_guard.py).
 
 The ASGI guard, through the whole application (site_config.asgi) as any ASGI server would
 drive it; the Daphne patch under a real Daphne is in e2e/test_http_limits.py.

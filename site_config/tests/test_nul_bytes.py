@@ -1,4 +1,4 @@
-"""Issue 9, case 17: a NUL byte never reaches the database (PostgreSQL refuses it: a 500).
+"""A NUL byte never reaches the database (PostgreSQL refuses it: a 500).
 
 Run on both databases: `make test` runs this file on SQLite, then again on PostgreSQL
 (DATABASE_URL=postgres://...). Three layers, each tested on its own:

@@ -1,4 +1,4 @@
-"""Issue 9, case 18: what a signed-in person is shown is `Cache-Control: private, no-store`
+"""What a signed-in person is shown is `Cache-Control: private, no-store`
 (site_config/middleware.py, PrivatePagesMiddleware)."""
 
 import pytest
