@@ -56,7 +56,8 @@ ORIGIN = b"http://localhost"  # the host is in ALLOWED_HOSTS, as a browser on th
 # Generous: the socket tests wait this long only when something they expect never comes.
 TIMEOUT = 5
 
-# The composer's frame, as htmx's ws extension sends it (DESIGN.md, "Facts").
+# htmx's ws extension sends the composer's fields as JSON, plus under "HEADERS" the
+# request headers htmx would have sent over HTTP: these (ChatSocket.send).
 HTMX_HEADERS = {
     "HX-Request": "true",
     "HX-Trigger": "composer",

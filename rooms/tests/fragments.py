@@ -106,10 +106,6 @@ def parse(html: str) -> Element:
     return builder.root
 
 
-def text_of(html: str) -> str:
-    return parse(html).text
-
-
 # What a pushed frame is ----------------------------------------------------------------
 
 MESSAGE_ID = re.compile(r'\bid="message-(\d+)"')
