@@ -196,9 +196,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except FrameError as error:
             await self.send(text_data=self.composer(error=str(error)))
             return
-        if not services.rate_limiter.allow(self.user.pk):
-            error = "You are sending messages too fast. Wait a moment, then send again."
-            await self.send(text_data=self.composer(data, error=error))
+        if too_fast := services.sending_too_fast(self.user.pk):
+            await self.send(text_data=self.composer(data, error=too_fast.error))
             return
         submitted = await database_sync_to_async(self.submit)(data)
         if isinstance(submitted, services.Denied):

@@ -647,6 +647,25 @@ class RateLimiter:
 
 rate_limiter = RateLimiter(settings.CHAT_RATE_BURST, settings.CHAT_RATE_PER_SECOND)
 
+TOO_FAST = "You are sending messages too fast. Wait a moment, then send again."
+
+
+@dataclass(frozen=True)
+class TooFast:
+    """A send refused by the rate limit: what the composer says, and the HTTP status."""
+
+    error: str = TOO_FAST
+    status: int = 429
+
+
+def sending_too_fast(user_id: int) -> TooFast | None:
+    """Charge one message to `user_id`'s bucket: None if it may be sent, else the refusal.
+
+    Every way of sending asks first (the socket, the room's form without JavaScript, a
+    private message's form), so one bucket counts them all.
+    """
+    return None if rate_limiter.allow(user_id) else TooFast()
+
 
 # Membership of private rooms --------------------------------------------------------
 

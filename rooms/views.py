@@ -15,7 +15,6 @@ from rooms import presence, services
 from rooms.forms import ComposerForm, InviteForm, PrivateMessageForm, RoomNameForm
 from rooms.models import Room
 
-TOO_FAST = "You are sending messages too fast. Wait a moment, then send again."
 # The room page's sidebar lists at most this many of the user's rooms ("All rooms…" has
 # the rest): a page's size must not grow with how many rooms someone is in.
 SIDEBAR_ROOMS = 20
@@ -73,9 +72,9 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
 def post_message(request: HttpRequest, slug: str) -> HttpResponse:
     """The composer without JavaScript: post, then back to the room (POST/redirect/GET)."""
     room = _room_or_404(slug, request.user)
-    if not services.rate_limiter.allow(request.user.pk):
+    if too_fast := services.sending_too_fast(request.user.pk):
         form = ComposerForm(initial={"body": request.POST.get("body", "")})
-        return _render_room(request, room, form, error=TOO_FAST, status=429)
+        return _render_room(request, room, form, error=too_fast.error, status=too_fast.status)
     form, posted = services.submit_composer(room, request.user, request.POST)
     if posted is None:
         return _render_room(request, room, form, status=400)
@@ -146,9 +145,9 @@ def conversation(request: HttpRequest, username: str) -> HttpResponse:
     form = PrivateMessageForm()
     error, status = "", 200
     if request.method == "POST":
-        if not services.rate_limiter.allow(request.user.pk):
+        if too_fast := services.sending_too_fast(request.user.pk):
             form = PrivateMessageForm(initial={"body": request.POST.get("body", "")})
-            error, status = TOO_FAST, 429
+            error, status = too_fast.error, too_fast.status
         else:
             form = PrivateMessageForm(request.POST)
             if form.is_valid():

@@ -9,8 +9,8 @@ from pytest_django.asserts import assertRedirects
 
 from rooms import presence, services
 from rooms.models import Message, PrivateMessage, Room
+from rooms.services import TOO_FAST
 from rooms.tests import fragments
-from rooms.views import TOO_FAST
 
 pytestmark = pytest.mark.django_db
 
@@ -317,6 +317,19 @@ def test_posting_too_fast_is_refused_with_429_and_keeps_the_text(
     assert fragments.composer_errors(html) == [TOO_FAST]
     assert fragments.composer_value(html) == "one too many"
     assert Message.objects.count() == 10
+
+
+def test_room_posts_and_private_messages_draw_on_one_rate_limit(
+    alice_client, lobby, bob, monkeypatch
+) -> None:
+    monkeypatch.setattr(services.rate_limiter, "burst", 2)
+    monkeypatch.setattr(services.rate_limiter, "per_second", 0)  # no refill mid-test
+    assert alice_client.post("/rooms/lobby/messages/", {"body": "in the room"}).status_code == 302
+    assert alice_client.post("/messages/bob/", {"body": "to bob"}).status_code == 302
+    response = alice_client.post("/messages/bob/", {"body": "one too many"})
+    assert response.status_code == 429
+    assert fragments.composer_errors(response.content.decode()) == [TOO_FAST]
+    assert PrivateMessage.objects.count() == Message.objects.count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
