@@ -3,19 +3,22 @@
 Two upstream behaviours made a socket's memory a function of what its client does,
 measured with e2e/test_abuse.py's clients:
 
-1. Inbound. Daphne 4.2.3's `WebSocketProtocol.onMessage` puts every frame autobahn
-   parses into the application's `asyncio.Queue()`, which has no bound (created in
-   `Server.create_application`). autobahn parses everything Twisted reads in one go, so
-   a client sending small frames as fast as TCP allows fills that queue far faster than
-   any consumer empties it: one socket grew the server by 160 MiB in 5 s and 250 MiB in
-   20 s, still growing, and was never cut off.
+1. Inbound. Daphne 4.2.3's `WebSocketProtocol.onMessage` (ws_protocol.py line 147) puts
+   every frame autobahn parses into the application's `asyncio.Queue()`, which has no
+   bound (created in `Server.create_application`, server.py line 214). autobahn parses
+   everything Twisted reads in one go, so a client sending small frames as fast as TCP
+   allows fills that queue far faster than any consumer empties it: one socket grew the
+   server by 160 MiB in 5 s and 250 MiB in 20 s, still growing, and was never cut off.
+   No upstream issue found as of 2026-11 (django/daphne#483 is the same unbounded queue,
+   filled by an HTTP body).
 2. Outbound. A send is `transport.write()`; what the kernel does not take waits in
    Twisted's `FileDescriptor` buffers (`dataBuffer` from `offset`, plus
    `_tempDataBuffer`, `_tempDataLen` bytes) with no bound, and Daphne never looks at
    them. A client that does not read its socket makes the server keep everything sent
    to it: 30 such sockets held 157 MiB after another user posted 1,500 messages (once
    the kernel's own buffers were full), until Daphne's ping timeout dropped them 20-50 s
-   after they stopped answering pings.
+   after they stopped answering pings. This is django/daphne#170 ("TCP bufferbloat if
+   WebSocket server keeps pushing data quickly to a slow client", open since 2018).
 
 `install()` (from site_config/asgi.py; a no-op where Daphne is not imported) patches
 Daphne's `WebSocketProtocol` so that:
@@ -41,7 +44,7 @@ Daphne's `WebSocketProtocol` so that:
   take.
 
 Written and tested against the versions in TESTED_VERSIONS (realtime/upstream.py
-refuses to start on others). What it relies on:
+refuses to start on others unless CHAT_ALLOW_UNVERIFIED_DAPHNE=true). What it relies on:
 
 - daphne: `WebSocketProtocol.onMessage(payload, isBinary)` enqueues with
   `self.application_queue.put_nowait`, `serverSend(content, binary)` is the one path of
@@ -68,6 +71,7 @@ from realtime import upstream
 log = logging.getLogger(__name__)
 
 CLOSE_POLICY_VIOLATION = 1008
+# What `bound_connections` was written and tested against (realtime/upstream.py).
 TESTED_VERSIONS = {"daphne": "4.2.3", "autobahn": "26.10.2", "twisted": "26.10.0"}
 
 _installed = False

@@ -7,12 +7,20 @@ rebuilt. So every frame to every socket paid two of each and a loop turn: a room
 broadcast to N sockets did 2N of them. That bookkeeping was the biggest single cost of
 the send path (measured: bench/RESULTS.md, "The optimisations").
 
+This is twisted/twisted#5303 ("Default transport implementation doesn't write out bytes
+immediately", open since 2011): `abstract.FileDescriptor.write` (abstract.py line 394)
+appends to `_tempDataBuffer` and calls `startWriting`, and only the reactor's next
+`doWrite` (line 271) sends it.
+
 `install()` makes a TCP connection with nothing buffered try `send()` first; only what
 the kernel does not take (a slow reader, a full socket buffer) is buffered, through
 Twisted's own `write()`, so back-pressure, producers and lost connections keep working
-exactly as before. Written and tested against Twisted 26.10.0 (`abstract.FileDescriptor.write`
-and its buffers, `tcp.Connection.writeSomeData`): on another version the server refuses
-to start until this is re-checked (realtime/upstream.py).
+exactly as before. Written and tested against the versions in TESTED_VERSIONS; relies on
+`tcp.Connection`'s `connected`, `disconnecting`, `_writeDisconnected`, `dataBuffer`,
+`offset` and `_tempDataLen`, and on `writeSomeData` returning the bytes sent (0 if the
+kernel would block) or an exception instance for a lost connection. On another version
+the server refuses to start until this is re-checked (realtime/upstream.py), unless
+CHAT_ALLOW_UNVERIFIED_DAPHNE=true.
 """
 
 import sys
@@ -22,6 +30,7 @@ from twisted.internet import tcp
 from realtime import upstream
 
 TESTED_VERSIONS = {"twisted": "26.10.0"}
+# What `write_now` was written and tested against (realtime/upstream.py).
 
 _buffered_write = tcp.Connection.write
 

@@ -18,14 +18,15 @@ the process's memory whole (+515 MiB measured). Two guards, for two kinds of ser
   (400 for HTTP, a refused handshake for a socket): no such value can reach the ORM,
   where PostgreSQL refuses it with an exception (a 500).
 - `install()`, under Daphne: the same cap at the protocol, before Twisted buffers the body
-  (see `install`). Under Daphne the ASGI guard's cut never fires (the body was refused
-  earlier); it stays as the contract for other servers and for tests.
+  (see `install`: a patch of Daphne's `WebRequest`, guarded by the exact Daphne and
+  Twisted versions it was tested with, realtime/upstream.py). Under Daphne the ASGI
+  guard's cut never fires (the body was refused earlier); it stays as the contract for
+  other servers and for tests.
 
 A proxy in front (nginx's `client_max_body_size`, for one) should refuse at the same size;
 the README says so.
 """
 
-import importlib.metadata
 import logging
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -34,7 +35,8 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+
+from realtime import upstream
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# The versions the Daphne patch below was written against and checked with (read
-# `daphne/http_protocol.py` and `twisted/web/http.py` again before changing these).
-VERIFIED_VERSIONS = {"daphne": "4.2.3", "twisted": "26.10.0"}
+# What the Daphne patch (`install`) was written and tested against (realtime/upstream.py):
+# read `daphne/http_protocol.py` and `twisted/web/http.py` again before changing these.
+TESTED_VERSIONS = {"daphne": "4.2.3", "twisted": "26.10.0"}
 # After a refusal, what the client still sends is read and dropped for at most this long,
 # so that its kernel does not answer our close with a reset that destroys the 413 it has
 # not read yet (RFC 9112 section 9.6, "tear-down"); then the connection is dropped.
@@ -187,37 +189,17 @@ class RequestGuard:
 _installed = False
 
 
-def check_versions(allow_unverified: bool) -> list[str]:
-    """The installed Daphne and Twisted are the ones the patch was verified with; else
-    ImproperlyConfigured, unless `allow_unverified` (then the differences are returned)."""
-    found = {name: importlib.metadata.version(name) for name in VERIFIED_VERSIONS}
-    differences = [
-        f"{name} {found[name]} (verified with {expected})"
-        for name, expected in VERIFIED_VERSIONS.items()
-        if found[name] != expected
-    ]
-    if differences and not allow_unverified:
-        raise ImproperlyConfigured(
-            "site_config/http_guard.py patches Daphne's request parsing to refuse large "
-            "bodies before they are buffered, and was verified with "
-            + ", ".join(f"{name} {version}" for name, version in VERIFIED_VERSIONS.items())
-            + "; installed: "
-            + "; ".join(differences)
-            + ". Check the patch against the new versions (its docstring says what it relies "
-            "on) and update VERIFIED_VERSIONS, or set CHAT_ALLOW_UNVERIFIED_DAPHNE=true to "
-            "start anyway with the patch applied unverified."
-        )
-    return differences
-
-
 def install() -> None:
     """Refuse an oversized body in Daphne's `WebRequest`, before Twisted buffers it.
 
-    Works around the upstream behaviour described in this module's docstring: Twisted
+    Works around django/daphne#483 ("Memory usage: Daphne loading all the file in memory
+    (POST request)", open; also django/daphne#253, closed as a duplicate of #126, "Chunk
+    large request bodies into multiple http.request.body events", closed): Twisted
     (26.10) buffers a request's whole body before handing the request over, and Daphne
-    (4.2.3) then copies all of it into the application's queue, with no limit at either
-    step (Daphne has no body-size option). Relies on these Twisted internals, which is why
-    `check_versions` pins them:
+    (4.2.3) then copies all of it into the application's unbounded queue
+    (`WebRequest.process`, http_protocol.py lines 193-195), with no limit at either step:
+    Daphne has no body-size option. Relies on these Twisted internals, which is why
+    `upstream.require_tested` pins TESTED_VERSIONS:
 
     - `HTTPChannel.allHeadersReceived` calls `request.gotLength(length)` with the declared
       Content-Length (None for a chunked body) before any of the body, and only then
@@ -236,12 +218,7 @@ def install() -> None:
     global _installed
     if _installed or "daphne.server" not in sys.modules:
         return
-    differences = check_versions(settings.CHAT_ALLOW_UNVERIFIED_DAPHNE)
-    if differences:
-        log.warning(
-            "http_guard: Daphne body-limit patch applied to unverified versions: %s",
-            "; ".join(differences),
-        )
+    upstream.require_tested("site_config/http_guard.py", TESTED_VERSIONS)
     from daphne.http_protocol import WebRequest
     from twisted.web import http
 

@@ -1,32 +1,31 @@
-"""realtime/limits.py on Daphne's real WebSocket protocol, over real TCP.
+"""realtime/limits.py on Daphne's real WebSocket protocol, over real TCP (loopback.py).
 
-Each test builds Daphne's `WebSocketFactory` around a Daphne `Server` that is never run,
-hands its protocol a real Twisted TCP connection (one end of a loopback pair, under a
-`SelectReactor` that is never run either: the test calls `doRead`/`doWrite` where the
-reactor would), and plays the client with `websockets`' protocol (frames masked and
-parsed as a browser's would be). The application is an ASGI callable of the test's own
-that handles only what the test lets it take from its queue.
+The application is an ASGI callable of the test's own that handles only what the test
+lets it take from its queue.
 """
 
 import asyncio
-import contextlib
 import select
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from daphne.server import Server
-from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
-from django.core.exceptions import ImproperlyConfigured
-from twisted.internet import address, tcp
+from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import tcp
 from twisted.internet.selectreactor import SelectReactor
-from websockets.client import ClientProtocol
-from websockets.frames import Close
-from websockets.uri import parse_uri
 
-from realtime import limits, upstream, writes
+from realtime import limits
+from realtime.tests.loopback import (
+    Socket,
+    as_released,
+    close_frames,
+    close_socket,
+    daphne_server,
+    open_socket,
+    texts,
+)
+from realtime.tests.versions import another_version_tested, assert_allowed, assert_refused, keep
 
 
 class LimitedProtocol(WebSocketProtocol):
@@ -35,16 +34,6 @@ class LimitedProtocol(WebSocketProtocol):
 
 
 limits.bound_connections(LimitedProtocol)
-
-
-class LoopbackConnection(tcp.Connection):
-    """Twisted's TCP connection (the class of Daphne's transports), on a socket we made."""
-
-    def getPeer(self) -> address.IPv4Address:
-        return address.IPv4Address("TCP", *self.socket.getpeername())
-
-    def getHost(self) -> address.IPv4Address:
-        return address.IPv4Address("TCP", *self.socket.getsockname())
 
 
 class Application:
@@ -63,98 +52,25 @@ class Application:
         return await asyncio.wait_for(self.receive(), 2)
 
 
-@dataclass
-class Socket:
-    protocol: LimitedProtocol
-    conn: LoopbackConnection
-    reactor: SelectReactor
-    peer: socket.socket
-    client: ClientProtocol
-    app: Application
-
-    @property
-    def queue(self) -> asyncio.Queue:
-        return self.protocol.application_queue
-
-    def send_text(self, *texts: str) -> None:
-        """The client sends these frames; the server reads them (one reactor read)."""
-        for text in texts:
-            self.client.send_text(text.encode())
-        data = b"".join(self.client.data_to_send())
-        self.peer.sendall(data)
-        self.read(len(data))
-
-    def read(self, size: int) -> None:
-        """The server reads `size` bytes the client sent, as its reactor would once the
-        socket is readable (doRead takes what is there, up to 64 KiB at a time), for as
-        long as it is reading."""
-        taken = 0
-        while taken < size and self.conn in self.reactor.getReaders():
-            assert select.select([self.conn.socket], [], [], 2)[0], "nothing came"
-            before = self.conn.socket.recv(0x10000, socket.MSG_PEEK)
-            self.conn.doRead()
-            taken += len(before)
-
-    def received(self) -> list[Any]:
-        """Frames the client has received so far: the server writes out what it holds,
-        as the reactor would, and the client reads what the kernel has."""
-        if not self.conn.disconnected:
-            self.conn.doWrite()
-        self.peer.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            while data := self.peer.recv(1 << 20):
-                self.client.receive_data(data)
-        return self.client.events_received()
+class ReleasedProtocol(as_released("daphne.ws_protocol").WebSocketProtocol):  # type: ignore[misc]
+    """Daphne's protocol as released (whatever this process patched): what limits.py
+    works around."""
 
 
 @pytest.fixture
-async def ws(settings) -> AsyncIterator[Socket]:
-    """An open WebSocket: handshake done, the application has taken its connect."""
+async def ws(request, settings) -> AsyncIterator[Socket]:
+    """An open WebSocket: handshake done, the application has taken its connect. Daphne's
+    protocol with the limits, or the one `@pytest.mark.parametrize("ws", [...], indirect=True)`
+    names."""
     app = Application()
-    server = Server(app, endpoints=["tcp:port=0"])
-    server.connections = {}  # what Server.run() would have set up
-    factory = WebSocketFactory(server, server="daphne")
-    factory.protocol = LimitedProtocol
-    factory.setProtocolOptions(maxFramePayloadSize=64 * 1024)
-    listener = socket.create_server(("127.0.0.1", 0))
-    peer = socket.create_connection(listener.getsockname())
-    ours, _ = listener.accept()
-    port = listener.getsockname()[1]
-    listener.close()
-    ours.setblocking(False)
-    reactor = SelectReactor()
-    protocol = factory.buildProtocol(None)
-    conn = LoopbackConnection(ours, protocol, reactor)
-    conn.connected = True
-    protocol._raw_query_string = b""  # Daphne's HTTP protocol sets it before handing over
-    protocol.makeConnection(conn)
-    conn.startReading()
-
-    client = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/ws/rooms/lobby/"))
-    client.send_request(client.connect())
-    peer.sendall(b"".join(client.data_to_send()))
-    conn.doRead()  # the handshake request: Daphne starts the application
+    ws = await open_socket(daphne_server(app, getattr(request, "param", LimitedProtocol)))
     await app.started.wait()
-    protocol.serverAccept()  # what the application's websocket.accept does
-    ws = Socket(protocol, conn, reactor, peer, client, app)
+    ws.protocol.serverAccept()  # what the application's websocket.accept does
     ws.received()  # the 101 response
-    assert client.handshake_exc is None and protocol.state == protocol.STATE_OPEN
+    assert ws.client.handshake_exc is None and ws.protocol.state == ws.protocol.STATE_OPEN
     assert (await app.take())["type"] == "websocket.connect"
     yield ws
-    for instance in [d.get("application_instance") for d in server.connections.values()]:
-        if instance is not None:
-            instance.cancel()
-    reactor.removeAll()
-    peer.close()
-    ours.close()
-
-
-def close_frames(events: list[Any]) -> list[Close]:
-    return [Close.parse(e.data) for e in events if e.opcode.name == "CLOSE"]
-
-
-def texts(events: list[Any]) -> list[str]:
-    return [e.data.decode() for e in events if e.opcode.name == "TEXT"]
+    close_socket(ws)
 
 
 # Inbound: frames waiting for the application -------------------------------------------
@@ -163,7 +79,9 @@ def texts(events: list[Any]) -> list[str]:
 async def test_frames_within_the_limit_reach_the_application_in_order(ws, settings) -> None:
     settings.CHAT_SOCKET_MAX_QUEUED_FRAMES = 8
     ws.send_text(*(f"frame {n}" for n in range(8)))
-    assert [(await ws.app.take())["text"] for _ in range(8)] == [f"frame {n}" for n in range(8)]
+    assert [(await ws.application.take())["text"] for _ in range(8)] == [
+        f"frame {n}" for n in range(8)
+    ]
     # Taken: there is room again for as many.
     ws.send_text(*(f"again {n}" for n in range(8)))
     assert ws.queue.qsize() == 8
@@ -188,7 +106,7 @@ async def test_a_flood_is_closed_with_1008_and_nothing_of_it_is_kept(ws, setting
     # is not read), the application is told, as for any lost socket.
     ws.protocol.onCloseHandshakeTimeout()
     ws.reactor.runUntilCurrent()  # the abort's connectionLost
-    assert await ws.app.take() == {"type": "websocket.disconnect", "code": 1006}
+    assert await ws.application.take() == {"type": "websocket.disconnect", "code": 1006}
 
 
 async def test_a_flood_of_big_frames_is_closed_at_the_byte_limit(ws, settings) -> None:
@@ -199,6 +117,15 @@ async def test_a_flood_of_big_frames_is_closed_at_the_byte_limit(ws, settings) -
     ws.send_text("y")
     assert [c.code for c in close_frames(ws.received())] == [1008]
     assert ws.queue.empty()
+
+
+@pytest.mark.parametrize("ws", [ReleasedProtocol], indirect=True)
+async def test_upstream_queues_a_whole_flood(ws, settings) -> None:
+    settings.CHAT_SOCKET_MAX_QUEUED_FRAMES = 8
+    ws.send_text(*(f"flood {n}" for n in range(1000)))
+    assert ws.queue.qsize() == 1000  # and so on, for as long as the client sends
+    assert close_frames(ws.received()) == []
+    assert ws.conn in ws.reactor.getReaders()
 
 
 def test_the_inbound_count_follows_what_the_application_takes(settings) -> None:
@@ -264,13 +191,24 @@ async def test_a_socket_that_does_not_read_is_dropped_past_the_limit(ws, setting
     assert ws.protocol.state == ws.protocol.STATE_CLOSED
     ws.reactor.runUntilCurrent()  # the abort's connectionLost
     assert ws.conn.disconnected
-    assert await ws.app.take() == {"type": "websocket.disconnect", "code": 1006}
+    assert await ws.application.take() == {"type": "websocket.disconnect", "code": 1006}
     # The peer sees its connection reset (nothing more is sent, no close frame).
     ws.peer.setblocking(True)
     ws.peer.settimeout(2)
     with pytest.raises(ConnectionResetError):
         while ws.peer.recv(1 << 20):
             pass
+
+
+@pytest.mark.parametrize("ws", [ReleasedProtocol], indirect=True)
+async def test_upstream_holds_whatever_a_client_does_not_read(ws, settings) -> None:
+    settings.CHAT_SOCKET_MAX_BUFFERED_BYTES = 64 * 1024
+    frame = "x" * 4096
+    fill_kernel(ws, frame)
+    for _ in range(64):  # 256 KiB more, four times the limit
+        ws.protocol.serverSend(frame)
+    assert limits.buffered_bytes(ws.conn) > 4 * 64 * 1024
+    assert ws.protocol.state == ws.protocol.STATE_OPEN
 
 
 async def test_an_event_sent_after_the_client_closed_is_dropped_quietly(ws) -> None:
@@ -332,32 +270,19 @@ def test_buffered_bytes_counts_twisteds_buffers_and_follows_wrappers() -> None:
 # Versions ------------------------------------------------------------------------------
 
 
-def test_the_tested_versions_are_the_installed_ones() -> None:
-    assert upstream.require_tested("socket_limits", limits.TESTED_VERSIONS) == []
-    assert upstream.require_tested("twisted_writes", writes.TESTED_VERSIONS) == []
-
-
-def test_an_untested_version_refuses_to_start(monkeypatch, settings) -> None:
+def test_an_untested_autobahn_is_refused(monkeypatch, settings) -> None:
     settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = False
+    another_version_tested(monkeypatch, limits, "TESTED_VERSIONS", "autobahn")
     monkeypatch.setattr(limits, "_installed", False)
-    monkeypatch.setattr(limits, "TESTED_VERSIONS", {"autobahn": "23.1.2"})
-    with pytest.raises(ImproperlyConfigured) as refused:
-        limits.install()
-    message = str(refused.value)
-    assert "realtime/limits.py" in message
-    assert "autobahn 26.10.2 (tested with 23.1.2)" in message
-    assert "CHAT_ALLOW_UNVERIFIED_DAPHNE=true" in message
+    assert_refused(limits.install, "realtime/limits.py", "autobahn")
     assert not limits._installed
 
-    monkeypatch.setattr(writes, "TESTED_VERSIONS", {"twisted": "24.3.0"})
-    with pytest.raises(ImproperlyConfigured, match=r"twisted 26\.10\.0 \(tested with 24\.3\.0\)"):
-        writes.install()
 
-
-def test_the_operator_may_allow_an_untested_version(settings, caplog) -> None:
+def test_the_operator_may_allow_an_untested_daphne(monkeypatch, settings, caplog) -> None:
     settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = True
-    differences = upstream.require_tested(
-        "socket_limits", {"daphne": "4.1.0", "twisted": "26.10.0"}
-    )
-    assert differences == ["daphne 4.2.3 (tested with 4.1.0)"]
-    assert "socket_limits applied to untested versions" in caplog.text
+    another_version_tested(monkeypatch, limits, "TESTED_VERSIONS", "daphne")
+    keep(monkeypatch, limits, "_installed")
+    keep(monkeypatch, WebSocketProtocol, "onMessage", "serverSend", "_socket_limits")
+    limits._installed = False
+    assert_allowed(limits.install, "realtime/limits.py", "daphne", caplog)
+    assert limits._installed and vars(WebSocketProtocol)["_socket_limits"]

@@ -5,11 +5,12 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from twisted.internet import tcp
+from twisted.internet import abstract, tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.selectreactor import SelectReactor
 
 from realtime import writes
+from realtime.tests.versions import another_version_tested, assert_allowed, assert_refused, keep
 
 
 @pytest.fixture
@@ -31,6 +32,20 @@ def test_a_frame_reaches_the_socket_without_a_reactor_turn(connection) -> None:
     conn.write(b"a frame")
     assert peer.recv(100) == b"a frame"  # the reactor never ran
     assert conn not in reactor.getWriters()  # and the socket was never registered
+
+
+def test_upstream_holds_a_frame_for_a_reactor_turn(connection, monkeypatch) -> None:
+    """What writes.py works around (twisted/twisted#5303): Twisted's own write."""
+    conn, peer, reactor = connection
+    monkeypatch.setattr(tcp.Connection, "write", abstract.FileDescriptor.write)
+    conn.write(b"a frame")
+    assert conn in reactor.getWriters()  # registered with the reactor (epoll_ctl)...
+    peer.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        peer.recv(100)  # ...and nothing sent
+    conn.doWrite()  # the reactor's next turn
+    peer.settimeout(2)
+    assert peer.recv(100) == b"a frame"
 
 
 def test_what_the_kernel_refuses_waits_in_order_for_the_reactor(connection) -> None:
@@ -56,3 +71,20 @@ def test_a_closing_connection_keeps_twisteds_own_path(connection) -> None:
     assert conn in reactor.getWriters()
     conn.doWrite()
     assert peer.recv(100) == b"last words"
+
+
+def test_an_untested_twisted_is_refused(monkeypatch, settings) -> None:
+    settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = False
+    another_version_tested(monkeypatch, writes, "TESTED_VERSIONS", "twisted")
+    keep(monkeypatch, tcp.Connection, "write")
+    upstream_write = tcp.Connection.write
+    assert_refused(writes.install, "realtime/writes.py", "twisted")
+    assert tcp.Connection.write is upstream_write  # not patched
+
+
+def test_the_operator_may_allow_an_untested_twisted(monkeypatch, settings, caplog) -> None:
+    settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = True
+    another_version_tested(monkeypatch, writes, "TESTED_VERSIONS", "twisted")
+    keep(monkeypatch, tcp.Connection, "write")
+    assert_allowed(writes.install, "realtime/writes.py", "twisted", caplog)
+    assert tcp.Connection.write is writes.write_now

@@ -6,8 +6,8 @@ drive it; the Daphne patch under a real Daphne is in e2e/test_http_limits.py.
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
-from django.core.exceptions import ImproperlyConfigured
 
+from realtime.tests.versions import another_version_tested, assert_allowed, assert_refused, keep
 from site_config import http_guard
 from site_config.tests.asgi_http import TIMEOUT, http_scope, read_reply, request
 
@@ -111,27 +111,35 @@ def test_sizes_read_as_people_write_them() -> None:
     assert http_guard.readable_size(1500) == "1,500 bytes"
 
 
-# The Daphne patch's version guard --------------------------------------------------------
+# The Daphne patch's version guard (realtime/upstream.py) --------------------------------
 
 
-def test_the_verified_versions_are_the_installed_ones() -> None:
-    assert http_guard.check_versions(allow_unverified=False) == []
+def test_an_untested_daphne_refuses_to_start(monkeypatch, settings) -> None:
+    from daphne.http_protocol import WebRequest
+
+    settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = False
+    another_version_tested(monkeypatch, http_guard, "TESTED_VERSIONS", "daphne")
+    keep(monkeypatch, http_guard, "_installed")
+    keep(monkeypatch, WebRequest, "gotLength", "handleContentChunk")
+    http_guard._installed = False
+    patched = vars(WebRequest).get("gotLength")
+    assert_refused(http_guard.install, "site_config/http_guard.py", "daphne")
+    assert vars(WebRequest).get("gotLength") is patched  # nothing was patched (again)
+    assert not http_guard._installed
 
 
-def test_another_daphne_refuses_to_start_with_a_clear_message(monkeypatch) -> None:
-    monkeypatch.setattr(http_guard, "VERIFIED_VERSIONS", {"daphne": "0.1", "twisted": "0.2"})
-    monkeypatch.setattr(http_guard, "_installed", False)
-    with pytest.raises(ImproperlyConfigured) as refused:
-        http_guard.install()  # daphne.server is imported here (INSTALLED_APPS)
-    message = str(refused.value)
-    assert "daphne 4.2.3 (verified with 0.1)" in message
-    assert "twisted 26.10.0 (verified with 0.2)" in message
-    assert "CHAT_ALLOW_UNVERIFIED_DAPHNE=true" in message
+def test_the_operator_may_allow_an_untested_twisted(monkeypatch, settings, caplog) -> None:
+    from daphne.http_protocol import WebRequest
+    from twisted.web import http
 
-
-def test_the_setting_allows_unverified_versions(monkeypatch) -> None:
-    monkeypatch.setattr(http_guard, "VERIFIED_VERSIONS", {"daphne": "0.1", "twisted": "26.10.0"})
-    assert http_guard.check_versions(allow_unverified=True) == ["daphne 4.2.3 (verified with 0.1)"]
+    settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = True
+    another_version_tested(monkeypatch, http_guard, "TESTED_VERSIONS", "twisted")
+    keep(monkeypatch, http_guard, "_installed")
+    keep(monkeypatch, WebRequest, "gotLength", "handleContentChunk")
+    http_guard._installed = False
+    assert_allowed(http_guard.install, "site_config/http_guard.py", "twisted", caplog)
+    assert http_guard._installed
+    assert WebRequest.gotLength is not http.Request.gotLength
 
 
 def test_daphne_is_patched_where_daphne_runs() -> None:
