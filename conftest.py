@@ -8,22 +8,49 @@ settings.DEBUG = False while tests run anyway). What a test process cannot provi
 supplied explicitly instead: the test client speaks HTTPS (`HttpsClient`), and static
 files use the plain storage because nothing ran collectstatic.
 
+The environment. The suites' settings come from this file and their fixtures, never from
+the shell that runs them: a CHAT_RATE_BURST=1 exported for a manual server would change
+the limits the tests count, DEBUG=true the security they check. So the app's own
+variables (APP_VARIABLES) are taken out of this process's environment, and so out of
+every server the suites start, before the settings are read. What the suites are meant to
+take from it stays: DATABASE_URL (the database to test on), TEST_POSTGRES_URL, CI,
+PLAYWRIGHT_*, and DJANGO_SETTINGS_MODULE.
+
 pyproject.toml does not name DJANGO_SETTINGS_MODULE on purpose: when it does,
-pytest-django imports the settings before any conftest runs, and they refuse to load
-without a SECRET_KEY. Set here, both are in place before Django starts; an explicit
-environment (DATABASE_URL, SECRET_KEY, DJANGO_SETTINGS_MODULE) still wins.
+pytest-django imports the settings before any conftest runs, before the environment is
+cleaned, and they refuse to load without a SECRET_KEY. Set here, both are in place before
+Django starts.
 """
 
 import os
+import re
 
+# Every variable site_config/settings.py reads, but DATABASE_URL
+# (site_config/tests/test_test_environment.py keeps this complete).
+APP_VARIABLES = re.compile(
+    r"DEBUG|SECRET_KEY|ALLOWED_HOSTS|CSRF_TRUSTED_ORIGINS|CONN_MAX_AGE|REDIS_URL|STATIC_ROOT"
+    r"|BEHIND_PROXY|SECURE_\w+|DATABASE_POOL_\w+|CHAT_\w+|LOGIN_\w+|SIGNUPS_\w+"
+)
+exported = [name for name in os.environ if APP_VARIABLES.fullmatch(name)]
+for name in exported:
+    del os.environ[name]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site_config.settings")
-os.environ.setdefault("SECRET_KEY", "hypertalk-tests-only-0123456789abcdefghijklmnopqrstuvwxyz")
+os.environ["SECRET_KEY"] = "hypertalk-tests-only-0123456789abcdefghijklmnopqrstuvwxyz"
 
-import django
+import django  # noqa: E402
+import pytest  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+if settings.configured and exported:
+    # DJANGO_SETTINGS_MODULE was exported too: pytest-django read the settings before this
+    # file ran, with those variables in them. Better no run than one that silently differs.
+    raise pytest.UsageError(
+        f"{', '.join(sorted(exported))} exported, and DJANGO_SETTINGS_MODULE too: the "
+        "settings were read before conftest.py could take the app's variables out. "
+        "Unset DJANGO_SETTINGS_MODULE (conftest.py sets it) or those variables."
+    )
 
 django.setup()  # as pytest-django would: models may be imported below and by suites
-
-from django.conf import settings  # noqa: E402
 
 if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A test database need not survive a power cut: commits (a flush after every
@@ -40,7 +67,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator  # noqa
 from http.cookies import SimpleCookie  # noqa: E402
 from typing import Any, ClassVar  # noqa: E402
 
-import pytest  # noqa: E402
 from asgiref.sync import sync_to_async  # noqa: E402
 from channels.testing import WebsocketCommunicator  # noqa: E402
 from django.db import connections  # noqa: E402
