@@ -139,30 +139,6 @@ async def test_an_invalid_code_still_raises_as_autobahn_would(chat, code) -> Non
     assert close_frames(ws.received()) == []
 
 
-def test_allow_close_codes_refuses_an_untested_autobahn(monkeypatch, settings) -> None:
-    settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = False
-    another_version_tested(monkeypatch, lifecycle, "CLOSE_CODES_TESTED_VERSIONS", "autobahn")
-
-    class Fresh(WebSocketProtocol):
-        pass
-
-    assert_refused(lambda: lifecycle.allow_close_codes(Fresh), "allow_close_codes", "autobahn")
-    assert "serverClose" not in vars(Fresh)  # not patched
-
-
-def test_allow_close_codes_may_be_allowed_an_untested_daphne(monkeypatch, settings, caplog) -> None:
-    settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = True
-    another_version_tested(monkeypatch, lifecycle, "CLOSE_CODES_TESTED_VERSIONS", "daphne")
-
-    class Fresh(WebSocketProtocol):
-        pass
-
-    assert_allowed(
-        lambda: lifecycle.allow_close_codes(Fresh), "allow_close_codes", "daphne", caplog
-    )
-    assert vars(Fresh)["serverClose"] is not WebSocketProtocol.serverClose  # patched
-
-
 # cancel_applications_reliably ------------------------------------------------------------
 
 
@@ -198,48 +174,18 @@ async def test_upstream_cancels_nothing_after_a_handshake(chat) -> None:
     assert not any(application_of(ws).done() for ws in opened_sockets)
 
 
-async def test_finished_applications_are_left_alone(chat) -> None:
+async def test_finished_applications_are_not_cancelled_again(chat, caplog) -> None:
     (done, running) = await chat(2, server_class=PatchedServer)
     application_of(done).cancel()
-    await asyncio.sleep(0)
+    await asyncio.wait([application_of(done)], timeout=2)
     server = done.server
 
-    await asyncio.wait_for(server.kill_all_applications().asFuture(asyncio.get_running_loop()), 2)
+    with caplog.at_level(logging.INFO, logger="daphne.server"):
+        waiting = server.kill_all_applications()
+    await asyncio.wait_for(waiting.asFuture(asyncio.get_running_loop()), 2)
 
     assert application_of(running).cancelled()
-
-
-def test_cancel_applications_reliably_refuses_an_untested_daphne(monkeypatch, settings) -> None:
-    settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = False
-    another_version_tested(monkeypatch, lifecycle, "CANCEL_TESTED_VERSIONS", "daphne")
-
-    class Fresh(Server):
-        pass
-
-    assert_refused(
-        lambda: lifecycle.cancel_applications_reliably(Fresh),
-        "cancel_applications_reliably",
-        "daphne",
-    )
-    assert "kill_all_applications" not in vars(Fresh)
-
-
-def test_cancel_applications_reliably_may_be_allowed_an_untested_twisted(
-    monkeypatch, settings, caplog
-) -> None:
-    settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = True
-    another_version_tested(monkeypatch, lifecycle, "CANCEL_TESTED_VERSIONS", "twisted")
-
-    class Fresh(Server):
-        pass
-
-    assert_allowed(
-        lambda: lifecycle.cancel_applications_reliably(Fresh),
-        "cancel_applications_reliably",
-        "twisted",
-        caplog,
-    )
-    assert "kill_all_applications" in vars(Fresh)
+    assert "Killed 1 pending application instances" in caplog.text
 
 
 # graceful_stop ---------------------------------------------------------------------------
@@ -336,3 +282,47 @@ async def test_with_no_socket_to_close_there_is_no_grace(hooks) -> None:
     async with asyncio.timeout(5):
         await lifecycle.graceful_stop(grace=3600)
     assert hooks == ["presence forgotten"]
+
+
+# Versions (realtime/upstream.py) -------------------------------------------------------
+
+PATCHES = [
+    pytest.param(
+        lifecycle.allow_close_codes,
+        WebSocketProtocol,
+        "serverClose",
+        "CLOSE_CODES_TESTED_VERSIONS",
+        "autobahn",
+        id="allow_close_codes",
+    ),
+    pytest.param(
+        lifecycle.cancel_applications_reliably,
+        Server,
+        "kill_all_applications",
+        "CANCEL_TESTED_VERSIONS",
+        "daphne",
+        id="cancel_applications_reliably",
+    ),
+]
+
+
+@pytest.mark.parametrize(("patch", "patched_class", "method", "tested", "package"), PATCHES)
+def test_an_untested_version_is_refused(
+    patch, patched_class, method, tested, package, monkeypatch, settings
+) -> None:
+    settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = False
+    another_version_tested(monkeypatch, lifecycle, tested, package)
+    fresh = type("Fresh", (patched_class,), {})
+    assert_refused(lambda: patch(fresh), patch.__name__, package)
+    assert method not in vars(fresh)  # not patched
+
+
+@pytest.mark.parametrize(("patch", "patched_class", "method", "tested", "package"), PATCHES)
+def test_the_operator_may_allow_an_untested_version(
+    patch, patched_class, method, tested, package, monkeypatch, settings, caplog
+) -> None:
+    settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = True
+    another_version_tested(monkeypatch, lifecycle, tested, package)
+    fresh = type("Fresh", (patched_class,), {})
+    assert_allowed(lambda: patch(fresh), patch.__name__, package, caplog)
+    assert method in vars(fresh)  # patched
