@@ -337,7 +337,7 @@ class ChatSocket:
         assert set(groups) <= set(mine), f"{self} is not in {set(groups) - set(mine)}"
         sentinels = {group: f"<!-- sentinel {uuid.uuid4().hex} via {group} -->" for group in groups}
         for group, html in sentinels.items():
-            await hub.group_send(group, {"type": "room.html", "html": html})
+            await hub.group_send(group, {"type": "hub.html", "html": html})
         listening = [s for s in ChatSocket.opened if s is not self and s.listening]
         for socket in [self, *listening]:
             theirs = set(await socket.groups())

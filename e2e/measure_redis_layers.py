@@ -98,7 +98,7 @@ async def measure(layer_class, url: str, size: int) -> dict[str, float]:
             done = receivers.expect(seq)
             sent = time.perf_counter()
             await layer.group_send(
-                group, {"type": "room.html", "html": HTML, "seq": seq, "sent": sent}
+                group, {"type": "hub.html", "html": HTML, "seq": seq, "sent": sent}
             )
             await asyncio.wait_for(done.wait(), 30)
             all_received.append(time.perf_counter() - sent)
@@ -109,7 +109,7 @@ async def measure(layer_class, url: str, size: int) -> dict[str, float]:
         for _ in range(BURST):
             seq += 1
             events.append(receivers.expect(seq))
-            message = {"type": "room.html", "html": HTML, "seq": seq, "sent": time.perf_counter()}
+            message = {"type": "hub.html", "html": HTML, "seq": seq, "sent": time.perf_counter()}
             await layer.group_send(group, message)
         sent_all = time.perf_counter() - started
         await asyncio.wait_for(asyncio.gather(*(event.wait() for event in events)), 60)

@@ -114,7 +114,7 @@ async def assert_open_and_quiet(
     group = services.room_group(room_id)
     sentinel = f"<!-- sentinel {uuid.uuid4().hex} -->"
     try:
-        await layer.group_send(group, {"type": "room.html", "html": sentinel, "group": group})
+        await layer.group_send(group, {"type": "hub.html", "html": sentinel, "group": group})
     finally:
         await layer.flush()
     await socket.wait_for(lambda s: any(sentinel in frame for frame in s.frames), LIVE)

@@ -43,8 +43,8 @@ Event = dict[str, Any]
 
 
 class GroupSocket(Protocol):
-    async def room_events(self, events: list[Event], html: str) -> None:
-        """Send `events` (all "room.html"); `html` is their HTML joined."""
+    async def deliver_html(self, events: list[Event], html: str) -> None:
+        """Send `events` (all "hub.html"); `html` is their HTML joined."""
 
 
 async def group_send(group: str, event: Event) -> None:
@@ -184,11 +184,11 @@ class _Inbox:
 
 
 def _is_html(event: Event) -> bool:
-    return event.get("type") == "room.html"
+    return event.get("type") == "hub.html"
 
 
 def _runs(events: list[Event]) -> list[list[Event]]:
-    """Consecutive "room.html" events together, up to MAX_BATCH_CHARS of HTML (a bigger
+    """Consecutive "hub.html" events together, up to MAX_BATCH_CHARS of HTML (a bigger
     event alone); any other event alone; in order."""
     runs: list[list[Event]] = []
     size = 0
@@ -209,7 +209,7 @@ def _joined_html(run: list[Event]) -> str:
 
 async def _send(socket: GroupSocket, run: list[Event], html: str) -> None:
     if _is_html(run[0]):
-        await socket.room_events(run, html)
+        await socket.deliver_html(run, html)
         return
     handler = getattr(socket, get_handler_name(run[0]), None)  # e.g. "socket.close"
     if handler is None:

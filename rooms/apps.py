@@ -5,7 +5,7 @@ class RoomsConfig(AppConfig):
     name = "rooms"
 
     def ready(self) -> None:
-        from realtime.lifecycle import on_shutdown
+        from realtime import on_shutdown
         from rooms import presence, signals  # noqa: F401  (signals: the access re-checks)
 
         # A stopping process forgets its presence rows once its sockets had their grace.

@@ -25,11 +25,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from realtime import hub, sockets
+from realtime import HubSocket
 from rooms import access_checks, presence, services
 from rooms.forms import ComposerForm, FrameError, decode_composer_frame
 from rooms.models import Room
@@ -49,21 +47,16 @@ CLOSE_TRY_AGAIN_LATER = 1013
 _socket_ids = itertools.count(1)
 
 
-class RoomConsumer(AsyncWebsocketConsumer):
-    # No channel of its own: rooms/hub.py delivers to this socket from the process's.
-    channel_layer_alias = None
+class RoomConsumer(HubSocket):
+    """A room's socket (realtime.HubSocket does the transport: groups, caps, holding
+    events while busy, the catch-up cut-off)."""
+
     room: Room | None = None
-    memberships: tuple[str, ...] = ()  # the groups it gets events from
-    closing = False  # set once we close: frames still in flight are dropped
-    caught_up_to = 0  # the room's cursor the catch-up brought the page to
     _empty_composer = ""
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            # However the socket ended (closed, crashed, cancelled), its place is free.
-            sockets.user_sockets.release(self)
+    @property
+    def session_key(self) -> str | None:
+        return self.scope["session"].session_key
 
     async def connect(self) -> None:
         self.user = self.scope["user"]
@@ -74,16 +67,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if not self.user.is_authenticated:
             await self.close(CLOSE_UNAUTHENTICATED)
             return
-        cap = settings.CHAT_MAX_SOCKETS_PER_USER
-        if not sockets.user_sockets.admit(self, self.user.pk, cap):
-            log.warning(
-                "socket refused: %s already has %d sockets here (code 1008)", self.user, cap
-            )
-            await self.close(CLOSE_POLICY_VIOLATION)
+        if not await self.admit(self.user.pk):
             return
-        self.frame_budget = sockets.FrameBudget(
-            settings.CHAT_SOCKET_FRAME_BURST, settings.CHAT_SOCKET_FRAMES_PER_SECOND
-        )
         slug = self.scope["url_route"]["kwargs"]["slug"]
         try:
             # Never creates: rooms are made by a POST to the room list, not by a socket.
@@ -92,27 +77,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
             log.info("socket refused: %s may not enter %r", self.user, slug)
             await self.close(CLOSE_NO_ROOM)
             return
-        # Every event of this socket (its room's, its user's, its session's) comes through
-        # this process's one channel (rooms/hub.py): a channel-layer member per socket
-        # cost O(N^2) per message in a room of N.
-        self.memberships = (
+        # Its room's events (messages, presence), its user's (private messages, access
+        # checks) and its session's (logout).
+        groups = (
             services.room_group(self.room.pk),
             services.user_group(self.user.pk),
-            services.session_group(self.scope["session"].session_key),
+            services.session_group(self.session_key),
         )
-        try:
-            for group in self.memberships:
-                await hub.join(group, self)
-        except Exception:
-            log.exception("socket for %s in %s: channel layer unavailable", self.user, slug)
-            await self.close(CLOSE_TRY_AGAIN_LATER)
+        if not await self.subscribe(*groups):
             return
         # Presence first, so that the online list the catch-up ends with includes this user.
         await presence.arrived(self.room, self.user, self.socket_id)
         await self.catch_up()
-        sockets.open_sockets.add(self)
+        self.opened()
         presence.ensure_heartbeat()
-        sockets.ensure_watchdog()
         log.info("connected %s to %s (%s)", self.user, self.room, self.socket_id)
 
     async def catch_up(self) -> None:
@@ -162,26 +140,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
             "caught-up", room=self.room, cursor=cursor, online_users=online
         )
 
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        # Presence first and the layer second: leaving must be recorded even when the
-        # layer is down.
-        sockets.open_sockets.discard(self)
+    async def disconnected(self, code: int) -> None:
         if self.room is not None:
-            log.info("disconnected %s from %s (code %s)", self.user, self.room, message["code"])
+            log.info("disconnected %s from %s (code %s)", self.user, self.room, code)
             await presence.departed(self.room, self.user, self.socket_id)
-        for group in self.memberships:
-            await hub.leave(group, self)
-        raise StopConsumer
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.room is None or self.closing:
-            # A socket we refused or are closing can still deliver frames (htmx flushes
-            # its queue on open) until our close reaches the client: they are dropped.
-            return
-        if not self.frame_budget.spend():
-            # A flood: closed before anything is decoded or rendered for it.
-            log.warning("closing %s's socket in %s: frames over its budget", self.user, self.room)
-            await self.close(CLOSE_POLICY_VIOLATION)
+        if self.room is None:
+            # A socket we refused can still deliver frames (htmx flushes its queue on
+            # open) until our close reaches the client: they are dropped.
             return
         if text_data is None:
             await self.close(CLOSE_UNSUPPORTED_DATA)
@@ -204,8 +171,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(_close_code(submitted))
             return
         reply, posted = submitted
-        # Broadcast from here, not from the database thread (see services.Posted).
-        if posted is not None and not await posted.asend():
+        if posted is not None and not await posted.sent():
             reply = posted.html + reply  # the layer failed; the sender still sees it
         await self.send(text_data=reply)
 
@@ -221,7 +187,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             log.info("%s may not send in %s: %s; closing", self.user, self.room, access.reason)
             return access
         self.room = access.room
-        form, posted = services.submit_composer(access.room, access.user, data, send=False)
+        form, posted = services.submit_composer(access.room, access.user, data)
         if not form.is_valid():
             return self.composer(data, form=form), None
         return self.composer(), posted
@@ -245,51 +211,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         form = form or ComposerForm(initial=data)
         return services.render_fragment("composer", room=self.room, form=form, error=error)
 
-    # Events: from the client through dispatch(); from groups through rooms/hub.py ----
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Group events wait while this socket handles anything else, as they would in a
-        # channel of its own: a new socket gets its catch-up first, a sender its
-        # composer before its message.
-        hub.hold(self)
-        try:
-            if message["type"] == "websocket.receive":
-                # Skips the close_old_connections thread hop channels adds to every
-                # handler: a received frame reaches the database only through
-                # database_sync_to_async, which closes stale connections itself.
-                await self.websocket_receive(message)
-            else:
-                await super().dispatch(message)
-        finally:
-            await hub.release(self)
-
-    async def room_events(self, events: list[dict[str, Any]], html: str) -> None:
-        """HTML events of its groups (room messages and presence, private messages),
-        several in one frame when they came together (rooms/hub.py); `html` is theirs
-        joined. Messages the catch-up already held are left out."""
-        if self.closing:
-            return  # we are closing it: nothing more goes out (and Daphne would refuse)
-        if any(_caught_up(e, self.caught_up_to) for e in events):
-            html = "".join(e["html"] for e in events if not _caught_up(e, self.caught_up_to))
-        if html:
-            await self.send(text_data=html)
-
-    async def close(self, code: int | None = None, reason: str | None = None) -> None:
-        self.closing = True
-        await super().close(code, reason)
-
-    async def socket_close(self, event: dict[str, Any]) -> None:
-        await self.close(event["code"])
-
-    async def room_revoked(self, event: dict[str, Any]) -> None:
-        if self.room is not None and event["room_id"] == self.room.pk:
-            await self.close(CLOSE_FORBIDDEN)
-
     # Access re-checked where it changes ------------------------------------------------
-
-    @property
-    def session_key(self) -> str | None:
-        return self.scope["session"].session_key
 
     async def access_check(self, event: dict[str, Any]) -> None:
         """Something this socket's access rests on changed (rooms/signals.py: the user,
@@ -301,14 +223,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
             access_checks.request(self)
 
     def access_key(self) -> services.SocketKey | None:
-        if self.closing or self not in sockets.open_sockets:
+        if not self.is_open:
             return None  # closed or gone meanwhile: nothing to decide
         return self.room.pk, self.user.pk, self.session_key
 
     async def access_decided(self, access: services.SocketAccess | None) -> None:
         if isinstance(access, services.Allowed) or self.closing:
             return
-        if self not in sockets.open_sockets:
+        if not self.is_open:
             return  # it went while the database was asked
         if access is None:
             # Unverifiable is not allowed: the reconnect is authorized afresh.
@@ -323,11 +245,6 @@ def _close_code(denied: services.Denied) -> int:
     if isinstance(denied, services.Unauthenticated):
         return CLOSE_UNAUTHENTICATED
     return CLOSE_FORBIDDEN
-
-
-def _caught_up(event: dict[str, Any], caught_up_to: int) -> bool:
-    seq = event.get("seq")
-    return seq is not None and seq <= caught_up_to
 
 
 def _int_set_param(scope: dict[str, Any], name: str, *, limit: int) -> frozenset[int]:

@@ -35,6 +35,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+import realtime
 from rooms import services
 from rooms.models import Connection, Room
 
@@ -225,7 +226,7 @@ class Announcer:
             await self.send(services.room_group(room.pk), html)
 
     async def send(self, group: str, html: str) -> None:
-        await services.abroadcast(group, html)
+        await realtime.publish(group, html)
 
 
 _announcers: dict[asyncio.AbstractEventLoop, Announcer] = {}

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import (
     BACKEND_SESSION_KEY,
@@ -46,7 +45,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from realtime import hub, sockets
+import realtime
 from rooms.forms import ComposerForm
 from rooms.models import (
     ROOM_SLUG_PATTERN,
@@ -525,30 +524,7 @@ def session_group(session_key: str | None) -> str:
 
 def close_session_sockets(session_key: str, code: int) -> None:
     """Close every socket opened with this session (on logout), wherever it is served."""
-    try:
-        async_to_sync(hub.group_send)(
-            session_group(session_key), {"type": "socket.close", "code": code}
-        )
-    except Exception:
-        log.exception("could not close the sockets of an ended session")
-
-
-async def abroadcast(group: str, html: str, seq: int | None = None) -> bool:
-    """Send pre-rendered HTML to every socket in `group`; False if the layer failed.
-
-    A failed broadcast loses nothing: what was said is already stored, and clients
-    fetch what they missed when they reconnect.
-    """
-    try:
-        await hub.group_send(group, {"type": "room.html", "html": html, "seq": seq})
-    except Exception as error:
-        log.warning("broadcast to %s failed: %r", group, error)
-        sockets.layer_health.failed(error)
-        return False
-    return True
-
-
-broadcast = async_to_sync(abroadcast)
+    realtime.event_on_commit(session_group(session_key), {"type": "socket.close", "code": code})
 
 
 # Writing ---------------------------------------------------------------------------
@@ -556,64 +532,53 @@ broadcast = async_to_sync(abroadcast)
 
 @dataclass
 class Posted:
-    """The result of posting: what was stored, its HTML, and whether it went out live.
-
-    Posted with `send=False`, it has not gone out yet: async code (a consumer) sends it
-    with `asend()`. The consumer's database work runs in the one thread all sockets
-    share, and broadcasting from there made that thread wait for the event loop, which
-    is busiest under load (README "Performance").
-    """
+    """What posting stored and rendered, and its publications: they leave once the
+    transaction commits (`realtime.publish_on_commit`). A consumer awaits `sent()` to
+    learn whether the layer took them (if not, the sender is shown the line at once, and
+    everyone gets it when the sockets resync)."""
 
     html: str
-    delivered: bool
-    unsent: list[tuple[str, int | None]] = field(default_factory=list)  # (group, room seq)
+    publications: list[realtime.Publication]
 
-    async def asend(self) -> bool:
-        delivered = [await abroadcast(group, self.html, seq) for group, seq in self.unsent]
-        self.unsent, self.delivered = [], all(delivered)
-        return self.delivered
+    async def sent(self) -> bool:
+        return all([await publication for publication in self.publications])
 
 
-def _posted(html: str, targets: list[tuple[str, int | None]], send: bool) -> Posted:
-    if not send:
-        return Posted(html, delivered=False, unsent=targets)
-    return Posted(html, all([broadcast(group, html, seq) for group, seq in targets]))
-
-
-def post_message(room: Room, author: Any, body: str, *, send: bool = True) -> Posted:
-    message = Message.objects.create(room=room, author=author, body=body)
-    html = render_fragment("message-oob", message=message)
+def post_message(room: Room, author: Any, body: str) -> Posted:
+    with transaction.atomic():
+        message = Message.objects.create(room=room, author=author, body=body)
+        html = render_fragment("message-oob", message=message)
+        published = realtime.publish_on_commit(room_group(room.pk), html, seq=message.seq)
     log.info("message %s by %s in %s", message.pk, author, room)
-    return _posted(html, [(room_group(room.pk), message.seq)], send)
+    return Posted(html, [published])
 
 
-def send_private_message(sender: Any, recipient: Any, body: str, *, send: bool = True) -> Posted:
-    pm = PrivateMessage.objects.create(sender=sender, recipient=recipient, body=body)
-    html = render_fragment("private-message-oob", pm=pm)
-    # One rendering for both ends; the page's per-viewer CSS shows "delivered" to the
-    # sender and "private" to the recipient.
-    targets: list[tuple[str, int | None]] = [(user_group(recipient.pk), None)]
-    if recipient.pk != sender.pk:
-        targets.append((user_group(sender.pk), None))
+def send_private_message(sender: Any, recipient: Any, body: str) -> Posted:
+    with transaction.atomic():
+        pm = PrivateMessage.objects.create(sender=sender, recipient=recipient, body=body)
+        html = render_fragment("private-message-oob", pm=pm)
+        # One rendering for both ends; the page's per-viewer CSS shows "delivered" to the
+        # sender and "private" to the recipient.
+        people = {recipient.pk, sender.pk}
+        published = [realtime.publish_on_commit(user_group(pk), html) for pk in sorted(people)]
     log.info("private message %s from %s to %s", pm.pk, sender, recipient)
-    return _posted(html, targets, send)
+    return Posted(html, published)
 
 
 def submit_composer(
-    room: Room, user: Any, data: dict[str, Any], *, send: bool = True
+    room: Room, user: Any, data: dict[str, Any]
 ) -> tuple[ComposerForm, Posted | None]:
     """Validate what the composer sent and post it: the one path for forms and sockets.
 
-    Returns the bound form (with errors when invalid) and what was posted, if anything
-    (not sent yet with `send=False`: see Posted).
+    Returns the bound form (with errors when invalid) and what was posted, if anything.
     """
     form = ComposerForm(data)
     if not form.is_valid():
         return form, None
     body, recipient = form.cleaned_data["body"], form.cleaned_data["recipient"]
     if recipient is not None:
-        return form, send_private_message(user, recipient, body, send=send)
-    return form, post_message(room, user, body, send=send)
+        return form, send_private_message(user, recipient, body)
+    return form, post_message(room, user, body)
 
 
 # Flood control --------------------------------------------------------------------
@@ -682,14 +647,8 @@ def remove_member(room: Room, owner: Any, user: Any) -> None:
     now on they receive nothing of it."""
     if room.owner_id != owner.pk:
         raise PermissionError("only the owner removes members")
+    # The membership signal asks their sockets to re-check access (rooms/signals.py).
     room.members.remove(user)
-    try:
-        async_to_sync(hub.group_send)(
-            user_group(user.pk), {"type": "room.revoked", "room_id": room.pk}
-        )
-    except Exception:
-        # Their next send is refused anyway (every send is authorized again).
-        log.exception("could not close %s's sockets in %s", user, room)
     log.info("%s removed %s from %s", owner, user, room)
 
 

@@ -11,18 +11,15 @@ services.socket_access, closing with 4401 or 4403 when access is gone.
 The event goes out once the transaction commits, so that the check reads the new rows.
 """
 
-import asyncio
 import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_out
-from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver
 
-from realtime import hub, sockets
+import realtime
 from rooms import services
 from rooms.consumers import CLOSE_UNAUTHENTICATED
 from rooms.models import Room
@@ -110,35 +107,7 @@ def recheck_after_members_left(
 
 def publish_access_check(*groups: str, using: str | None = None) -> None:
     """Once the transaction on `using` commits (at once outside one), ask every socket in
-    `groups`, on every process, to decide its access again."""
-    if groups:
-        transaction.on_commit(lambda: _publish(groups), using=using)
-
-
-_publishing: set[asyncio.Task[None]] = set()  # (the loop keeps only weak references)
-
-
-def _publish(groups: tuple[str, ...]) -> None:
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        # Sync code (a view, the admin, a command), or a sync_to_async thread, whose
-        # async_to_sync runs this on the event loop that called it.
-        async_to_sync(_send)(groups)
-        return
-    # An event loop runs in this very thread (the ORM called from async code with
-    # DJANGO_ALLOW_ASYNC_UNSAFE), where async_to_sync refuses: the loop sends it.
-    task = loop.create_task(_send(groups))
-    _publishing.add(task)
-    task.add_done_callback(_publishing.discard)
-
-
-async def _send(groups: tuple[str, ...]) -> None:
+    `groups`, on every process, to decide its access again. (If the layer fails, it is
+    marked failed and every socket resyncs: each reconnect is authorized afresh.)"""
     for group in groups:
-        try:
-            await hub.group_send(group, ACCESS_CHECK)
-        except Exception as error:
-            # The layer failed: the first good check after it closes every socket (1012),
-            # and each reconnect is authorized afresh. A send is refused meanwhile anyway.
-            log.warning("access check for %s not sent: %r", group, error)
-            sockets.layer_health.failed(error)
+        realtime.event_on_commit(group, ACCESS_CHECK, using=using)

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from rooms.views import healthz
+from realtime.views import healthz
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="rooms:list", permanent=False)),

@@ -16,13 +16,13 @@ class FakeSocket:
         self.frames: list[str] = []
         self.events: list[list[dict[str, Any]]] = []
 
-    async def room_events(self, events: list[dict[str, Any]], html: str) -> None:
+    async def deliver_html(self, events: list[dict[str, Any]], html: str) -> None:
         self.events.append(events)
         self.frames.append(html)
 
 
 def event(html: str, seq: int | None = None) -> dict[str, Any]:
-    return {"type": "room.html", "html": html, "seq": seq}
+    return {"type": "hub.html", "html": html, "seq": seq}
 
 
 async def test_a_room_event_reaches_every_socket_through_one_layer_member() -> None:
@@ -228,7 +228,7 @@ async def test_an_event_the_layer_drops_is_an_outage_that_resyncs(settings) -> N
 @pytest.mark.django_db
 async def test_a_fan_out_task_that_dies_is_reported_and_resyncs(settings) -> None:
     from realtime import sockets
-    from rooms.views import healthz
+    from realtime.views import healthz
 
     socket = ClosingSocket()
     await hub.join("fanout-test.crash", socket)
@@ -236,7 +236,7 @@ async def test_a_fan_out_task_that_dies_is_reported_and_resyncs(settings) -> Non
     dying = hub._here()
 
     # An event no handler can read (say, from a process running other code) ends delivery.
-    await hub.group_send("fanout-test.crash", {"type": "room.html"})
+    await hub.group_send("fanout-test.crash", {"type": "hub.html"})
     await until(lambda: not sockets.layer_health.healthy)
 
     assert all(task.done() for task in dying.tasks)

@@ -6,6 +6,7 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
+import realtime
 from realtime import hub, sockets
 from rooms import services
 from rooms.models import Room
@@ -21,7 +22,7 @@ def lobby(alice) -> Room:
 
 
 def stray(text: str) -> dict[str, str]:
-    return {"type": "room.html", "html": f"<p>{text}</p>"}
+    return {"type": "hub.html", "html": f"<p>{text}</p>"}
 
 
 def consumer_of(user) -> object:
@@ -35,7 +36,7 @@ async def test_a_quiet_socket_passes_and_so_do_the_others_in_its_groups(gather, 
     await bob_socket.assert_quiet()
 
     # alice got the room's sentinel too, and read it: her next frame is the next event.
-    await services.abroadcast(services.room_group(lobby.pk), "<p>next</p>")
+    await realtime.publish(services.room_group(lobby.pk), "<p>next</p>")
     assert await alice_socket.receive() == "<p>next</p>"
     assert await bob_socket.receive() == "<p>next</p>"
 
@@ -58,7 +59,7 @@ async def test_a_stray_frame_that_comes_late_fails_it(gather, alice, bob, lobby)
     _, bob_socket = await gather("lobby", alice, bob)
     bobs_consumer = consumer_of(bob)
     hub.hold(bobs_consumer)
-    await services.abroadcast(services.room_group(lobby.pk), "<p>late</p>")
+    await realtime.publish(services.room_group(lobby.pk), "<p>late</p>")
     loop = asyncio.get_running_loop()
     loop.call_later(0.5, lambda: asyncio.ensure_future(hub.release(bobs_consumer)))
 

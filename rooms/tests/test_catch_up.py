@@ -11,6 +11,7 @@ import pytest
 from channels.db import database_sync_to_async as db
 from django.db import close_old_connections, connection, transaction
 
+import realtime
 from rooms import presence, services
 from rooms.models import Message, Room
 from rooms.tests import fragments
@@ -45,7 +46,7 @@ async def test_a_reconnecting_page_gets_exactly_what_it_missed_once(
 
     # The live copy of a message the catch-up held (stored just before this socket joined
     # the room's group, broadcast just after) is not sent again...
-    await services.abroadcast(services.room_group(lobby.pk), last.html, 3)
+    await realtime.publish(services.room_group(lobby.pk), last.html, seq=3)
     assert await bob_socket.receive() == last.html
     # ...so the next frame is the next message.
     (posted,) = await post(lobby, bob, "message 4")

@@ -6,6 +6,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
 from django.utils import timezone
 
 from rooms import presence, services
@@ -215,6 +216,7 @@ def test_a_catch_up_past_the_limit_is_too_long(alice, settings) -> None:
 # Posting ---------------------------------------------------------------------------------
 
 
+@pytest.mark.django_db(transaction=True)  # publications leave on commit
 def test_post_message_stores_then_broadcasts_the_rendered_message(alice, listen) -> None:
     room = Room.objects.create(slug="general")
     channel = listen(services.room_group(room.pk))
@@ -225,28 +227,57 @@ def test_post_message_stores_then_broadcasts_the_rendered_message(alice, listen)
     assert (message.room, message.author, message.body) == (room, alice, "hello <b>world</b>")
     event = receive(channel)
     assert event == {
-        "type": "room.html",
+        "type": "hub.html",
         "html": posted.html,
         "seq": message.seq,
         "group": services.room_group(room.pk),  # each process routes it by that
     }
-    assert posted.delivered is True
+    assert [p.future.result() for p in posted.publications] == [True]
     assert fragments.is_message_fragment(posted.html)
     assert fragments.message_ids(posted.html) == [message.pk]
     assert "hello &lt;b&gt;world&lt;/b&gt;" in posted.html
 
 
+@pytest.mark.django_db(transaction=True)
+def test_nothing_is_published_for_a_transaction_that_rolls_back(alice, listen) -> None:
+    room = Room.objects.create(slug="general")
+    channel = listen(services.room_group(room.pk))
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.post_message(room, alice, "never stored")
+        raise RuntimeError("the caller's transaction fails after the post")
+
+    assert not Message.objects.exists()
+    assert_nothing_pending(channel)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_publication_leaves_when_the_outer_transaction_commits_not_before(alice, listen):
+    room = Room.objects.create(slug="general")
+    channel = listen(services.room_group(room.pk))
+
+    with transaction.atomic():
+        posted = services.post_message(room, alice, "in a bigger transaction")
+        assert_nothing_pending(channel)  # not while the row is uncommitted
+        assert not posted.publications[0].future.done()
+
+    assert receive(channel)["html"] == posted.html
+    assert posted.publications[0].future.result() is True
+
+
+@pytest.mark.django_db(transaction=True)  # publications leave on commit
 def test_post_message_keeps_the_message_when_the_channel_layer_is_down(alice, settings) -> None:
     room = Room.objects.create(slug="general")
     settings.CHANNEL_LAYERS = LAYER_DOWN
 
     posted = services.post_message(room, alice, "still here")
 
-    assert posted.delivered is False
+    assert [p.future.result() for p in posted.publications] == [False]
     assert Message.objects.get().body == "still here"
     assert "still here" in posted.html
 
 
+@pytest.mark.django_db(transaction=True)  # publications leave on commit
 def test_send_private_message_reaches_both_ends_and_nobody_else(alice, bob, carol, listen) -> None:
     to_bob = listen(services.user_group(bob.pk))
     to_alice = listen(services.user_group(alice.pk))
@@ -259,15 +290,16 @@ def test_send_private_message_reaches_both_ends_and_nobody_else(alice, bob, caro
     assert receive(to_bob)["html"] == posted.html
     assert receive(to_alice)["html"] == posted.html
     assert_nothing_pending(to_carol)
-    assert posted.delivered
+    assert [p.future.result() for p in posted.publications] == [True, True]
     article = fragments.private_messages_in(posted.html)[0]
     assert (article.attrs["data-sender"], article.attrs["data-recipient"]) == ("alice", "bob")
 
 
+@pytest.mark.django_db(transaction=True)  # publications leave on commit
 def test_a_private_message_to_oneself_is_delivered_once(alice, listen) -> None:
     mine = listen(services.user_group(alice.pk))
     services.send_private_message(alice, alice, "note to self")
-    assert receive(mine)["type"] == "room.html"
+    assert receive(mine)["type"] == "hub.html"
     assert_nothing_pending(mine)
 
 
@@ -294,6 +326,7 @@ def test_submit_composer_stores_nothing_when_invalid(alice, body: str) -> None:
     assert not Message.objects.exists() and not PrivateMessage.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)  # publications leave on commit
 def test_logging_out_a_session_closes_its_sockets_wherever_they_are(listen) -> None:
     channel = listen(services.session_group("the-session-key"))
     services.close_session_sockets("the-session-key", 4401)
@@ -321,7 +354,8 @@ def test_only_the_owner_invites_and_removes(alice, bob, carol) -> None:
     assert list(room.members.all()) == [bob]
 
 
-def test_removing_a_member_revokes_their_open_sockets(alice, bob, listen) -> None:
+@pytest.mark.django_db(transaction=True)  # the access check leaves on commit
+def test_removing_a_member_asks_their_open_sockets_to_check_access(alice, bob, listen) -> None:
     room = Room.objects.create(slug="secret", owner=alice, visibility=Room.Visibility.PRIVATE)
     room.members.add(bob)
     bobs_sockets = listen(services.user_group(bob.pk))
@@ -329,11 +363,7 @@ def test_removing_a_member_revokes_their_open_sockets(alice, bob, listen) -> Non
     services.remove_member(room, alice, bob)
 
     assert not services.can_enter(room, bob)
-    assert receive(bobs_sockets) == {
-        "type": "room.revoked",
-        "room_id": room.pk,
-        "group": services.user_group(bob.pk),
-    }
+    assert receive(bobs_sockets) == {"type": "access.check", "group": services.user_group(bob.pk)}
 
 
 # Flood control ---------------------------------------------------------------------------
