@@ -32,7 +32,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 import realtime
@@ -75,6 +76,19 @@ def _online(rows: QuerySet[Connection]) -> QuerySet[Connection]:
 def online_users(room: Room) -> list[Any]:
     online = _online(room.connections.all()).values("user_id")
     return list(get_user_model().objects.filter(pk__in=online).order_by("username"))
+
+
+def online_count_per_room() -> Coalesce:
+    """An annotation for a Room queryset: how many users are online in each room (a
+    subquery per room, so a page of rooms stays one query)."""
+    online = (
+        _online(Connection.objects.filter(room_id=OuterRef("pk")))
+        .order_by()
+        .values("room_id")
+        .annotate(users=Count("user_id", distinct=True))
+        .values("users")
+    )
+    return Coalesce(Subquery(online), 0)
 
 
 def online_count(room: Room) -> int:

@@ -31,7 +31,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import (
     BooleanField,
     Case,
-    Count,
     Exists,
     F,
     OuterRef,
@@ -40,7 +39,6 @@ from django.db.models import (
     Subquery,
     When,
 )
-from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -49,7 +47,6 @@ import realtime
 from rooms.forms import ComposerForm
 from rooms.models import (
     ROOM_SLUG_PATTERN,
-    Connection,
     Message,
     PrivateMessage,
     Room,
@@ -352,20 +349,15 @@ def visible_rooms(user: User) -> QuerySet[Room]:
     No joins and no grouping over the outer query: every annotation is a subquery per
     room, so a page of it costs one query however many rooms there are.
     """
-    online = (
-        Connection.objects.filter(room_id=OuterRef("pk"), seen_at__gte=presence_cutoff())
-        .order_by()
-        .values("room_id")
-        .annotate(users=Count("user_id", distinct=True))
-        .values("users")
-    )
+    from rooms import presence  # (presence renders through this module)
+
     return (
         Room.objects.filter(_visible_to(user))
         .annotate(
             # CASE, not the bare condition: "owner_id = me" is NULL for an ownerless
             # room, and PostgreSQL sorts NULL before true in descending order.
             is_in=Case(When(_is_in(user), then=True), default=False, output_field=BooleanField()),
-            online=Coalesce(Subquery(online), 0),
+            online=presence.online_count_per_room(),
         )
         .order_by(F("is_in").desc(), "slug")
     )
@@ -380,10 +372,6 @@ def room_list_page(user: User, number: str | int | None) -> Page:
     """One page of visible_rooms; raises InvalidPage for a page that is not there."""
     paginator = Paginator(visible_rooms(user), settings.CHAT_ROOMS_PAGE_SIZE)
     return paginator.page(number or 1)
-
-
-def presence_cutoff() -> Any:
-    return timezone.now() - timezone.timedelta(seconds=settings.CHAT_PRESENCE_TTL)
 
 
 # Reading ---------------------------------------------------------------------------
