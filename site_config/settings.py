@@ -146,6 +146,28 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+# PostgreSQL: connections from psycopg's pool, per process. Under ASGI each request runs its
+# sync code in a thread of its own, and connections are per thread: kept for CONN_MAX_AGE,
+# every such thread left one open behind it, which is why Django's docs advise against
+# persistent connections under ASGI. From the pool, a connection is taken for a request
+# (or a consumer's database call) and given back at its end; Django requires
+# CONN_MAX_AGE=0 with it. A request that finds all DATABASE_POOL_MAX_SIZE connections in
+# use waits up to DATABASE_POOL_TIMEOUT seconds for one, then fails.
+DATABASE_POOL_MIN_SIZE = setting(env.int, "DATABASE_POOL_MIN_SIZE", 2, validate=at_least_zero)
+DATABASE_POOL_MAX_SIZE = setting(env.int, "DATABASE_POOL_MAX_SIZE", 10, validate=positive)
+DATABASE_POOL_TIMEOUT = setting(env.float, "DATABASE_POOL_TIMEOUT", 10.0, validate=positive)
+if DATABASE_POOL_MAX_SIZE < DATABASE_POOL_MIN_SIZE:
+    raise ImproperlyConfigured(
+        f"DATABASE_POOL_MAX_SIZE={DATABASE_POOL_MAX_SIZE} is less than "
+        f"DATABASE_POOL_MIN_SIZE={DATABASE_POOL_MIN_SIZE}."
+    )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": DATABASE_POOL_MIN_SIZE,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": DATABASE_POOL_TIMEOUT,
+    }
 
 REDIS_URL = setting(env.str, "REDIS_URL", "")
 if REDIS_URL:
@@ -275,6 +297,9 @@ CHAT_PRESENCE_LEAVE_GRACE = setting(
 CHAT_PRESENCE_TICK = 0.25
 # How often each process checks the channel layer, to resync its sockets after an outage.
 CHAT_LAYER_CHECK_SECONDS = setting(env.float, "CHAT_LAYER_CHECK_SECONDS", 2.0, validate=positive)
+# Seconds a stopping process (SIGTERM) gives the sockets it closed to reconnect elsewhere
+# before announcing who left (realtime/lifecycle.py).
+CHAT_SHUTDOWN_GRACE = setting(env.float, "CHAT_SHUTDOWN_GRACE", 2.0, validate=at_least_zero)
 # Rooms: how many a user (not staff) may create in 24 hours, and rooms per list page.
 CHAT_ROOMS_PER_USER_PER_DAY = setting(
     env.int, "CHAT_ROOMS_PER_USER_PER_DAY", 10, validate=at_least_zero
