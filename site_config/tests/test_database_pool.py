@@ -7,11 +7,12 @@ request and takes it back. SQLite keeps its own settings (no pool there).
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection, connections
+from django.db.backends.postgresql.base import DatabaseWrapper
 from django.test import AsyncClient
 
 from site_config.tests.test_settings import refusal, start
@@ -73,7 +74,7 @@ def test_a_pool_smaller_than_its_minimum_stops_start_up() -> None:
 async def test_requests_under_asgi_borrow_pooled_connections(alice: Any) -> None:
     """Each request runs in a thread of its own; forty of them, ten at a time, open no more
     connections than the pool holds, and each gives its connection back."""
-    pool = connection.pool
+    pool = cast(DatabaseWrapper, connection).pool
     assert pool is not None
     client = AsyncClient()
     await client.aforce_login(alice)
