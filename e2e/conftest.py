@@ -149,3 +149,34 @@ def sign_up(browser: Browser, chat_server: servers.DaphneProcess) -> Iterator[Si
     yield _sign_up
     for context in contexts:
         context.close()
+
+
+# Services the multi-process suites need: theirs alone, skipped without them (failed in CI).
+
+
+def unavailable(reason: str) -> None:
+    if servers.IN_CI:
+        pytest.fail(f"{reason} (required in CI)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[servers.RedisProcess]:
+    """A Redis of the test module's own (a test may stop and start it)."""
+    try:
+        servers.redis_server_binary()
+    except FileNotFoundError as error:
+        unavailable(str(error))
+    with servers.redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An empty PostgreSQL database of the test module's own, dropped afterwards."""
+    name = f"hypertalk_{request.module.__name__.rpartition('.')[2]}_{os.getpid()}"
+    url = servers.postgres_url(name)
+    if url is None:
+        unavailable("PostgreSQL is not reachable (TEST_POSTGRES_URL, default 127.0.0.1:5432)")
+    yield url
+    servers.drop_postgres(name)

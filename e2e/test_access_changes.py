@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from e2e import servers
-from e2e.test_multiprocess import LIVE, database_url, env, redis_server  # noqa: F401 (fixtures)
+from e2e.test_multiprocess import LIVE, env  # noqa: F401 (env: a fixture)
 from rooms import services
 from rooms.tests.html_forms import as_pairs, form_fields
 
@@ -125,7 +125,7 @@ async def assert_open_and_quiet(
 
 async def test_admin_changes_on_one_process_close_the_sockets_on_the_other(
     env: dict[str, str],  # noqa: F811
-    redis_server: servers.RedisProcess,  # noqa: F811
+    redis_server: servers.RedisProcess,
 ) -> None:
     names = {role: name(role) for role in ("root", "alice", "bob", "carol", "dave", "sam")}
     slugs = {kind: f"{kind}-{uuid.uuid4().hex[:8]}" for kind in ("secret", "plaza", "hall")}

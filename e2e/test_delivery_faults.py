@@ -8,7 +8,6 @@ the cursor, Bob's page skipped Alice's lines from the outage for good: his own, 
 once, had higher ids.
 """
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -24,41 +23,22 @@ pytestmark = [pytest.mark.e2e, pytest.mark.multiprocess]
 RECOVERY_TIMEOUT_MS = 20_000
 
 
-def unavailable(reason: str) -> None:
-    if servers.IN_CI:
-        pytest.fail(f"{reason} (required in CI)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def database_url() -> Iterator[str]:
-    name = f"hypertalk_e2e_faults_{os.getpid()}"
-    url = servers.postgres_url(name)
-    if url is None:
-        unavailable("PostgreSQL is not reachable (TEST_POSTGRES_URL, default 127.0.0.1:5432)")
-    yield url
-    servers.drop_postgres(name)
-
-
 @pytest.fixture
-def two_processes(database_url: str) -> Iterator[tuple[servers.RedisProcess, list]]:
-    try:
-        servers.redis_server_binary()
-    except FileNotFoundError as error:
-        unavailable(str(error))
-    with servers.redis() as redis:
-        env = servers.server_env(
-            DATABASE_URL=database_url,
-            REDIS_URL=redis.url,
-            STATIC_ROOT=servers.collected_static_root(),
-            CHAT_LAYER_CHECK_SECONDS="0.5",
-            CHAT_RATE_BURST="100",
-        )
-        servers.migrate(env)
-        with servers.daphne(env) as one, servers.daphne(env) as two:
-            yield redis, [one, two]
-            for server in (one, two):
-                print(f"--- {server.log_path}\n" + "\n".join(server.log().splitlines()[-60:]))
+def two_processes(
+    database_url: str, redis_server: servers.RedisProcess
+) -> Iterator[list[servers.DaphneProcess]]:
+    env = servers.server_env(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_server.url,
+        STATIC_ROOT=servers.collected_static_root(),
+        CHAT_LAYER_CHECK_SECONDS="0.5",
+        CHAT_RATE_BURST="100",
+    )
+    servers.migrate(env)
+    with servers.daphne(env) as one, servers.daphne(env) as two:
+        yield [one, two]
+        for server in (one, two):
+            print(f"--- {server.log_path}\n" + "\n".join(server.log().splitlines()[-60:]))
 
 
 def stored(database_url: str, slug: str) -> list[tuple[int, str, str]]:
@@ -90,9 +70,10 @@ def wait_for_exactly(page: Page, expected: list[tuple[int, str, str]]) -> None:
 
 
 def test_a_redis_outage_while_both_processes_post_loses_nothing_on_any_page(
-    sign_up, two_processes, database_url
+    sign_up, two_processes, database_url, redis_server
 ):
-    redis, (one, two) = two_processes
+    one, two = two_processes
+    redis = redis_server
     slug = f"room-{uuid.uuid4().hex[:10]}"
     alice: Chatter = sign_up("alice", server=one)
     bob: Chatter = sign_up("bob", server=two)

@@ -16,7 +16,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
@@ -32,32 +31,6 @@ SHUTDOWN_GRACE = 1
 # A ghost lasts at most TTL + one heartbeat (rooms/presence.py); the rest is slack.
 GHOST_BOUND = PRESENCE_TTL + PRESENCE_TTL / 3
 LIVE = 10  # seconds a live update may take before a test gives up
-
-
-def unavailable(reason: str) -> None:
-    if servers.IN_CI:
-        pytest.fail(f"{reason} (required in CI)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[servers.RedisProcess]:
-    try:
-        servers.redis_server_binary()
-    except FileNotFoundError as error:
-        unavailable(str(error))
-    with servers.redis() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def database_url() -> Iterator[str]:
-    name = f"hypertalk_e2e_mp_{os.getpid()}"
-    url = servers.postgres_url(name)
-    if url is None:
-        unavailable("PostgreSQL is not reachable (TEST_POSTGRES_URL, default 127.0.0.1:5432)")
-    yield url
-    servers.drop_postgres(name)
 
 
 @pytest.fixture(scope="module")

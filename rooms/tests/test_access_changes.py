@@ -28,23 +28,6 @@ User = get_user_model()
 
 
 @pytest.fixture
-def lobby(alice) -> Room:
-    return Room.objects.create(slug="lobby", owner=alice)
-
-
-@pytest.fixture
-def secret(alice, bob) -> Room:
-    room = Room.objects.create(slug="secret", owner=alice, visibility=Room.Visibility.PRIVATE)
-    room.members.add(bob)
-    return room
-
-
-@pytest.fixture
-def ops() -> Room:
-    return Room.objects.create(slug="ops", visibility=Room.Visibility.STAFF)
-
-
-@pytest.fixture
 def sam(make_user) -> Any:
     return make_user("sam", is_staff=True)
 

@@ -9,16 +9,10 @@ from channels.db import database_sync_to_async
 import realtime
 from realtime import hub, sockets
 from rooms import services
-from rooms.models import Room
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 db = database_sync_to_async
-
-
-@pytest.fixture
-def lobby(alice) -> Room:
-    return Room.objects.create(slug="lobby", owner=alice)
 
 
 def stray(text: str) -> dict[str, str]:

@@ -7,22 +7,12 @@ from channels.db import database_sync_to_async
 
 from realtime import sockets
 from rooms import presence
-from rooms.models import Connection, Message, PrivateMessage, Room
+from rooms.models import Connection, Message, PrivateMessage
 from rooms.tests import fragments
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 db = database_sync_to_async
-
-
-@pytest.fixture
-def lobby(alice) -> Room:
-    return Room.objects.create(slug="lobby", owner=alice)
-
-
-@pytest.fixture
-def other_room() -> Room:
-    return Room.objects.create(slug="other")
 
 
 async def stored() -> tuple[int, int]:

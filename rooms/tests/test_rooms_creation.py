@@ -32,11 +32,6 @@ TAKEN = "There is already a room named #{}: choose another name for a new room."
 
 
 @pytest.fixture
-def alice_client(login, alice) -> HttpsClient:
-    return login(alice)
-
-
-@pytest.fixture
 def forbidden(request, alice, make_user) -> Room:
     """A room alice may not enter: a private one of zed's, or a staff-only one."""
     if request.param == "private":

@@ -24,11 +24,6 @@ NOT_JSON = "That message could not be read (it was not JSON)."
 TOO_FAST = "You are sending messages too fast. Wait a moment, then send again."
 
 
-@pytest.fixture
-def lobby(alice) -> Room:
-    return Room.objects.create(slug="lobby", owner=alice)
-
-
 class Clock:
     """A clock the test moves by hand, so that no outcome depends on the machine's speed."""
 

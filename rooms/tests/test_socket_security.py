@@ -29,11 +29,6 @@ TOO_FAST = "You are sending messages too fast. Wait a moment, then send again."
 
 
 @pytest.fixture
-def lobby(alice) -> Room:
-    return Room.objects.create(slug="lobby", owner=alice)
-
-
-@pytest.fixture
 async def pair(gather, alice, bob, lobby):
     """alice and bob in the lobby, nothing pending on either socket."""
     return await gather("lobby", alice, bob)
@@ -194,20 +189,8 @@ async def test_a_socket_to_an_unknown_or_invalid_room_is_closed_with_4404(
 
 
 @pytest.fixture
-def secret(alice, bob) -> Room:
-    room = Room.objects.create(slug="secret", owner=alice, visibility=Room.Visibility.PRIVATE)
-    room.members.add(bob)
-    return room
-
-
-@pytest.fixture
 def staff(make_user):
     return make_user("sam", is_staff=True)
-
-
-@pytest.fixture
-def ops() -> Room:
-    return Room.objects.create(slug="ops", visibility=Room.Visibility.STAFF)
 
 
 @pytest.mark.parametrize(("slug", "member_names"), [("secret", ["alice", "bob"]), ("ops", ["sam"])])

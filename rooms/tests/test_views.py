@@ -19,29 +19,6 @@ SLUG_RULE = (
 )
 
 
-@pytest.fixture
-def alice_client(login, alice):
-    return login(alice)
-
-
-@pytest.fixture
-def lobby(alice) -> Room:
-    return Room.objects.create(slug="lobby", owner=alice)
-
-
-@pytest.fixture
-def secret(alice, bob) -> Room:
-    """A private room of alice's, with bob as a member."""
-    room = Room.objects.create(slug="secret", owner=alice, visibility=Room.Visibility.PRIVATE)
-    room.members.add(bob)
-    return room
-
-
-@pytest.fixture
-def ops() -> Room:
-    return Room.objects.create(slug="ops", visibility=Room.Visibility.STAFF)
-
-
 def page(response) -> fragments.Element:
     return fragments.parse(response.content.decode())
 
