@@ -396,11 +396,17 @@ def make_sessions(env: dict[str, str], usernames: list[str]) -> dict[str, str]:
         "    out[name] = session.session_key\n"
         "print(json.dumps(out))\n"
     )
+    return run_shell(env, script, usernames)
+
+
+def run_shell(env: dict[str, str], script: str, data: Any) -> Any:
+    """Run `script` in `manage.py shell` for a test server's environment, with `data` as
+    JSON on its standard input; what its last line printed, read as JSON."""
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", script],
         cwd=PROJECT_DIR,
         env=env,
-        input=json.dumps(usernames),
+        input=json.dumps(data),
         capture_output=True,
         text=True,
         check=True,

@@ -11,9 +11,6 @@ Needs redis-server and the local PostgreSQL: skipped without them, failed in CI.
 """
 
 import asyncio
-import json
-import subprocess
-import sys
 import time
 import uuid
 from typing import Any
@@ -50,19 +47,6 @@ print(json.dumps({"rooms": ids, "users": {name: user.pk for name, user in users.
 
 def name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:6]}"
-
-
-def shell(server_env: dict[str, str], script: str, data: Any) -> Any:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", script],
-        cwd=servers.PROJECT_DIR,
-        env=server_env,
-        input=json.dumps(data),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 class Admin:
@@ -132,7 +116,7 @@ async def test_admin_changes_on_one_process_close_the_sockets_on_the_other(
     sessions = servers.make_sessions(
         env, [names[r] for r in ("alice", "bob", "carol", "dave", "sam")]
     )
-    made = shell(
+    made = servers.run_shell(
         env,
         SETUP,
         {

@@ -30,18 +30,6 @@ from site_config.tests.asgi_http import request
 NULL_REFUSED = "Null characters are not allowed."
 
 
-@pytest.fixture
-def lobby(alice: Any) -> Room:
-    return Room.objects.create(slug="lobby", owner=alice)
-
-
-@pytest.fixture
-def secret(alice: Any, bob: Any) -> Room:
-    room = Room.objects.create(slug="secret", owner=alice, visibility=Room.Visibility.PRIVATE)
-    room.members.add(bob)
-    return room
-
-
 def session_cookie(user: Any) -> bytes:
     name = settings.SESSION_COOKIE_NAME
     return f"{name}={logged_in(user).cookies[name].value}".encode()
