@@ -12,8 +12,9 @@ What it does for every socket:
 """
 
 import logging
-from typing import Any
+from typing import Any, cast
 
+from asgiref.typing import WebSocketDisconnectEvent, WebSocketReceiveEvent
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -27,7 +28,9 @@ CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class HubSocket(AsyncWebsocketConsumer):
-    channel_layer_alias = None  # no channel of its own: the hub delivers
+    # No channel of its own: the hub delivers. (Channels skips the layer for None; its
+    # stubs type the alias as a str only.)
+    channel_layer_alias = None  # type: ignore[assignment]
     groups_joined: tuple[str, ...] = ()
     closing = False  # set once it closes: frames still in flight are dropped
     caught_up_to = 0  # events with a seq up to this were sent by the catch-up
@@ -77,7 +80,7 @@ class HubSocket(AsyncWebsocketConsumer):
         sockets.open_sockets.add(self)
         sockets.ensure_watchdog()
 
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+    async def websocket_disconnect(self, message: WebSocketDisconnectEvent) -> None:
         sockets.open_sockets.discard(self)
         # The app's part first (e.g. presence): it must happen even if the layer is down.
         await self.disconnected(message["code"])
@@ -103,13 +106,13 @@ class HubSocket(AsyncWebsocketConsumer):
                 # Skips the close_old_connections thread hop channels adds to every
                 # handler: a received frame reaches the database only through
                 # database_sync_to_async, which closes stale connections itself.
-                await self.websocket_receive(message)
+                await self.websocket_receive(cast(WebSocketReceiveEvent, message))
             else:
                 await super().dispatch(message)
         finally:
             await hub.release(self)
 
-    async def websocket_receive(self, message: dict[str, Any]) -> None:
+    async def websocket_receive(self, message: WebSocketReceiveEvent) -> None:
         if self.closing:
             # Frames can still arrive until our close reaches the client: dropped.
             return

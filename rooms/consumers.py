@@ -21,6 +21,7 @@ without a close frame (it would not be read): the consumer sees 1006.
 
 import itertools
 import logging
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -51,7 +52,8 @@ class RoomConsumer(HubSocket):
     """A room's socket (realtime.HubSocket does the transport: groups, caps, holding
     events while busy, the catch-up cut-off)."""
 
-    room: Room | None = None
+    room: Room | None = None  # set once the socket is let in
+    user: Any = None  # the scope's user (a lazy object), set on connect
     _empty_composer = ""
 
     @property
@@ -59,12 +61,12 @@ class RoomConsumer(HubSocket):
         return self.scope["session"].session_key
 
     async def connect(self) -> None:
-        self.user = self.scope["user"]
+        self.user = self.scope.get("user")
         self.socket_id = f"{presence.SERVER_ID}:{next(_socket_ids)}"  # for presence rows
         # Accept before closing: a refused handshake reaches the browser as 1006,
         # which htmx retries forever; a 4xxx close after accepting stops it.
         await self.accept()
-        if not self.user.is_authenticated:
+        if self.user is None or not self.user.is_authenticated:
             await self.close(CLOSE_UNAUTHENTICATED)
             return
         if not await self.admit(self.user.pk):
@@ -88,12 +90,12 @@ class RoomConsumer(HubSocket):
             return
         # Presence first, so that the online list the catch-up ends with includes this user.
         await presence.arrived(self.room, self.user, self.socket_id)
-        await self.catch_up()
+        await self.catch_up(self.room)
         self.opened()
         presence.ensure_heartbeat()
         log.info("connected %s to %s (%s)", self.user, self.room, self.socket_id)
 
-    async def catch_up(self) -> None:
+    async def catch_up(self, room: Room) -> None:
         """Bring the page up to date, on every connect (first or not): what changed after
         its cursor (?after=, and ?have= for what it holds past a gap, static/js/chat.js),
         then who is online now. Sent before any live event (they are held meanwhile), and
@@ -106,14 +108,12 @@ class RoomConsumer(HubSocket):
         """
         after = max(_int_param(self.scope, "after") or 0, 0)
         have = _int_set_param(self.scope, "have", limit=settings.CHAT_CATCHUP_LIMIT)
-        state = await database_sync_to_async(services.catch_up)(self.room, after, have)
+        state = await database_sync_to_async(services.catch_up)(room, after, have)
         self.caught_up_to = state.cursor
         position, budget = state.after, settings.CHAT_SOCKET_MAX_BUFFERED_BYTES // 2
         complete = not state.too_long
         while complete and position < state.cursor:
-            frames = await database_sync_to_async(services.catch_up_frames)(
-                self.room, position, state
-            )
+            frames = await database_sync_to_async(services.catch_up_frames)(room, position, state)
             if not frames:
                 break  # (what is left the page holds already)
             for frame, ends_at in frames:
@@ -128,17 +128,17 @@ class RoomConsumer(HubSocket):
             await self.send(text_data=await self.render("catch-up-gap", missed=missed))
         # The cursor and the online list: a page rendered before someone's socket opened
         # and whose own socket opened after their "joined" went out would miss them.
-        await self.send(text_data=await database_sync_to_async(self.settled_state)(state.cursor))
+        await self.send(
+            text_data=await database_sync_to_async(self.settled_state)(room, state.cursor)
+        )
 
     @database_sync_to_async
     def render(self, partial: str, **context: Any) -> str:
         return services.render_fragment(partial, room=self.room, **context)
 
-    def settled_state(self, cursor: int) -> str:
-        online = presence.online_users(self.room)
-        return services.render_fragment(
-            "caught-up", room=self.room, cursor=cursor, online_users=online
-        )
+    def settled_state(self, room: Room, cursor: int) -> str:
+        online = presence.online_users(room)
+        return services.render_fragment("caught-up", room=room, cursor=cursor, online_users=online)
 
     async def disconnected(self, code: int) -> None:
         if self.room is not None:
@@ -166,7 +166,7 @@ class RoomConsumer(HubSocket):
         if too_fast := services.sending_too_fast(self.user.pk):
             await self.send(text_data=self.composer(data, error=too_fast.error))
             return
-        submitted = await database_sync_to_async(self.submit)(data)
+        submitted = await database_sync_to_async(self.submit)(self.room, data)
         if isinstance(submitted, services.Denied):
             await self.close(_close_code(submitted))
             return
@@ -175,14 +175,16 @@ class RoomConsumer(HubSocket):
             reply = posted.html + reply  # the layer failed; the sender still sees it
         await self.send(text_data=reply)
 
-    def submit(self, data: dict[str, str]) -> tuple[str, services.Posted | None] | services.Denied:
+    def submit(
+        self, room: Room, data: dict[str, str]
+    ) -> tuple[str, services.Posted | None] | services.Denied:
         """Authorize against the rows as they are now (the user, their session and the
         room can all change while a socket is open), then post as the fresh user.
 
         Returns the HTML for this socket only and what was posted, still to be sent; or,
         when the user may no longer send here, why.
         """
-        access = services.socket_access(self.room.pk, self.user.pk, self.session_key)
+        access = services.socket_access(room.pk, self.user.pk, self.session_key)
         if not isinstance(access, services.Allowed):
             log.info("%s may not send in %s: %s; closing", self.user, self.room, access.reason)
             return access
@@ -223,7 +225,7 @@ class RoomConsumer(HubSocket):
             access_checks.request(self)
 
     def access_key(self) -> services.SocketKey | None:
-        if not self.is_open:
+        if not self.is_open or self.room is None:
             return None  # closed or gone meanwhile: nothing to decide
         return self.room.pk, self.user.pk, self.session_key
 
@@ -247,7 +249,7 @@ def _close_code(denied: services.Denied) -> int:
     return CLOSE_FORBIDDEN
 
 
-def _int_set_param(scope: dict[str, Any], name: str, *, limit: int) -> frozenset[int]:
+def _int_set_param(scope: Mapping[str, Any], name: str, *, limit: int) -> frozenset[int]:
     """`?name=1,2,3` as a set of at most `limit` non-negative ints (the rest ignored)."""
     values = parse_qs(scope.get("query_string", b"").decode("latin1")).get(name)
     items = values[0].split(",")[:limit] if values else []
@@ -256,7 +258,7 @@ def _int_set_param(scope: dict[str, Any], name: str, *, limit: int) -> frozenset
     )
 
 
-def _int_param(scope: dict[str, Any], name: str) -> int | None:
+def _int_param(scope: Mapping[str, Any], name: str) -> int | None:
     values = parse_qs(scope.get("query_string", b"").decode("latin1")).get(name)
     try:
         return int(values[0]) if values else None

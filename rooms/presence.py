@@ -25,7 +25,7 @@ import socket
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from channels.db import database_sync_to_async
@@ -61,8 +61,8 @@ def _cutoffs() -> tuple[datetime, datetime]:
     """(rows refreshed before this are stale, rows departed before this are gone)"""
     now = timezone.now()
     return (
-        now - timezone.timedelta(seconds=settings.CHAT_PRESENCE_TTL),
-        now - timezone.timedelta(seconds=settings.CHAT_PRESENCE_LEAVE_GRACE),
+        now - timedelta(seconds=settings.CHAT_PRESENCE_TTL),
+        now - timedelta(seconds=settings.CHAT_PRESENCE_LEAVE_GRACE),
     )
 
 

@@ -11,8 +11,9 @@ import time
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib import import_module
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import (
@@ -23,7 +24,7 @@ from django.contrib.auth import (
     load_backend,
 )
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
@@ -55,7 +56,9 @@ from rooms.models import (
 
 log = logging.getLogger(__name__)
 
-User = AbstractBaseUser | AnonymousUser
+# Whoever a request or a socket carries: a user of the project's (Django's own) user
+# model, or nobody.
+User = AbstractUser | AnonymousUser
 ROOM_TEMPLATE = "rooms/room.html"
 ROOM_SLUG = re.compile(ROOM_SLUG_PATTERN)
 
@@ -202,14 +205,15 @@ def _load_users(claims: set[tuple[Any, str]]) -> dict[tuple[Any, str], Any]:
     for backend_path, user_ids in by_backend.items():
         backend = load_backend(backend_path)
         if type(backend).get_user is ModelBackend.get_user:  # the same, in one query
+            model_backend = cast(ModelBackend, backend)
             found = get_user_model()._default_manager.in_bulk(user_ids)
             for user_id, user in found.items():
-                if backend.user_can_authenticate(user):
+                if model_backend.user_can_authenticate(user):
                     users[user_id, backend_path] = user
         else:
             for user_id in user_ids:
-                if (user := backend.get_user(user_id)) is not None:
-                    users[user_id, backend_path] = user
+                if (loaded := backend.get_user(user_id)) is not None:
+                    users[user_id, backend_path] = loaded
     return users
 
 
@@ -294,14 +298,14 @@ def _check_daily_room_limit(owner: Any) -> None:
     # SQLite's IMMEDIATE transactions hold the write lock from the start anyway.
     list(get_user_model().objects.select_for_update().filter(pk=owner.pk).values_list("pk"))
     limit = settings.CHAT_ROOMS_PER_USER_PER_DAY
-    since = timezone.now() - timezone.timedelta(days=1)
+    since = timezone.now() - timedelta(days=1)
     recent = list(
         Room.objects.filter(owner=owner, created_at__gte=since)
         .order_by("-created_at")
         .values_list("created_at", flat=True)[:limit]
     )
     if len(recent) >= limit:
-        free_at = timezone.localtime(recent[-1] + timezone.timedelta(days=1))
+        free_at = timezone.localtime(recent[-1] + timedelta(days=1))
         raise RoomLimitReached(
             f"You have created {limit} rooms in the last 24 hours, the most allowed: "
             f"you can create another after {free_at:%Y-%m-%d %H:%M} {free_at:%Z}."
@@ -320,11 +324,11 @@ def open_room_by_name(name: str, user: Any, *, private: bool) -> Room:
     return create_room(name, user, private=private)
 
 
-def _is_member(user: User) -> Exists:
+def _is_member(user: AbstractUser) -> Exists:
     return Exists(Room.members.through.objects.filter(room_id=OuterRef("pk"), user_id=user.pk))
 
 
-def _visible_to(user: User) -> Q:
+def _visible_to(user: AbstractUser) -> Q:
     visible = Q(visibility=Room.Visibility.PUBLIC) | Q(
         Q(owner_id=user.pk) | _is_member(user), visibility=Room.Visibility.PRIVATE
     )
@@ -333,7 +337,7 @@ def _visible_to(user: User) -> Q:
     return visible
 
 
-def _is_in(user: User) -> Q:
+def _is_in(user: AbstractUser) -> Q:
     """A user is "in" a room they own, are a member of, or have posted in."""
     return (
         Q(owner_id=user.pk)
@@ -351,6 +355,8 @@ def visible_rooms(user: User) -> QuerySet[Room]:
     """
     from rooms import presence  # (presence renders through this module)
 
+    if isinstance(user, AnonymousUser):
+        return Room.objects.none()  # (rooms are listed to signed-in users only)
     return (
         Room.objects.filter(_visible_to(user))
         .annotate(
@@ -365,10 +371,12 @@ def visible_rooms(user: User) -> QuerySet[Room]:
 
 def rooms_user_is_in(user: User, limit: int) -> list[Room]:
     """The first `limit` rooms the user is in, by name (the room page's sidebar)."""
-    return list(visible_rooms(user).filter(is_in=True)[:limit])
+    if isinstance(user, AnonymousUser):
+        return []
+    return list(visible_rooms(user).filter(_is_in(user))[:limit])
 
 
-def room_list_page(user: User, number: str | int | None) -> Page:
+def room_list_page(user: User, number: str | int | None) -> Page[Room]:
     """One page of visible_rooms; raises InvalidPage for a page that is not there."""
     paginator = Paginator(visible_rooms(user), settings.CHAT_ROOMS_PAGE_SIZE)
     return paginator.page(number or 1)
