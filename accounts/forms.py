@@ -23,7 +23,7 @@ class TrustedUsernameField(UsernameField):
     it is invisible rather than that the field is required.
     """
 
-    def to_python(self, value: Any) -> str:
+    def to_python(self, value: Any) -> str | None:
         if value not in self.empty_values:
             text = str(value)
             # Like Django, no normalising of an over-long value (the length check refuses it).
@@ -56,7 +56,7 @@ class TrustedUsernameMixin:
     instance: Any
 
     def clean_username(self) -> str:
-        username = self.cleaned_data.get("username")
+        username: str = self.cleaned_data.get("username", "")
         if username:
             renamed = self.instance if self.instance.pk is not None else None
             services.check_name_is_free(username, user=renamed)

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.forms import BaseUserCreationForm
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Sum
@@ -87,7 +88,7 @@ class NameTaken(Exception):
         self.error = error
 
 
-def sign_up(form: BaseUserCreationForm, address: str | None) -> AbstractBaseUser:
+def sign_up(form: "BaseUserCreationForm[User]", address: str | None) -> User:
     """Create the account of a valid sign-up form, counted against `address`.
 
     Two sign-ups of look-alike names at once both pass the form; the second one to

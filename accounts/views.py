@@ -1,7 +1,8 @@
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import login
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse_lazy
 from django.views.generic import CreateView
@@ -35,7 +36,15 @@ def login_locked_out(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpRes
     return throttled_response(request, services.login_lockout(request))
 
 
-class SignUpView(CreateView):
+if TYPE_CHECKING:
+    # django-stubs make CreateView generic in its model and form; Django's own class cannot
+    # be subscripted at run time (only django_stubs_ext.monkeypatch() would make it so).
+    _CreateUserView = CreateView[User, SignUpForm]
+else:
+    _CreateUserView = CreateView
+
+
+class SignUpView(_CreateUserView):
     """Create an account and log straight in: the next page is the room list.
 
     Counted per address (SIGNUPS_PER_HOUR): past the limit the answer is 429 before the
@@ -46,7 +55,7 @@ class SignUpView(CreateView):
     template_name = "registration/signup.html"
     success_url = reverse_lazy("rooms:list")
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         self.address = client_address(request)
         throttled = services.signup_throttle(self.address)
         if throttled is not None:

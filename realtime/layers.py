@@ -1,4 +1,8 @@
-"""The embedded default's channel layer: channels' in-memory layer, sized for a hub.
+"""The channel layer as the transport uses it, and the embedded default's layer.
+
+`channel_layer()` is the configured layer, typed by what realtime/ calls on it
+(`ChannelLayer`). `HubInMemoryChannelLayer` is the embedded default's: channels' in-memory
+layer, sized for a hub.
 
 Each process receives every event through one channel (realtime/hub.py). The in-memory
 layer caps every channel at 100 queued messages and, when one is full, drops what
@@ -9,15 +13,36 @@ of every group) counts as a layer failure: the watchdog then has every socket re
 and catch up (realtime/sockets.py), so a drop costs a resync, never a silent gap.
 """
 
-from typing import Any
+from typing import Any, Protocol, cast
 
 from channels.exceptions import ChannelFull
-from channels.layers import InMemoryChannelLayer
-
-from realtime import sockets
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
 
 HUB_CAPACITY = 100_000
 HUB_PREFIX = "fanout."
+
+
+class ChannelLayer(Protocol):
+    """What realtime/ calls on a channel layer. Channels' in-memory layer and channels-redis'
+    layers all have it; channels' BaseChannelLayer (as typeshed declares it) lacks the
+    `prefix` of `new_channel`, which every one of them takes."""
+
+    async def new_channel(self, prefix: str = ...) -> str: ...
+    async def send(self, channel: str, message: dict[str, Any]) -> None: ...
+    async def receive(self, channel: str) -> dict[str, Any]: ...
+    async def group_add(self, group: str, channel: str) -> None: ...
+    async def group_discard(self, group: str, channel: str) -> None: ...
+    async def group_send(self, group: str, message: dict[str, Any]) -> None: ...
+
+
+def channel_layer() -> ChannelLayer:
+    """The default channel layer (CHANNEL_LAYERS), looked up on each call: tests swap it."""
+    layer = get_channel_layer()
+    if layer is None:  # channels returns None when CHANNEL_LAYERS names no "default"
+        raise ImproperlyConfigured("CHANNEL_LAYERS has no 'default' layer: the chat needs one")
+    # The layers we configure are ChannelLayers (see the class); channels' base class is not.
+    return cast(ChannelLayer, layer)
 
 
 class HubInMemoryChannelLayer(InMemoryChannelLayer):
@@ -32,10 +57,15 @@ class HubInMemoryChannelLayer(InMemoryChannelLayer):
         try:
             await super().send(channel, message)
         except ChannelFull as error:
+            from realtime import sockets  # (not at the top: sockets imports this module)
+
             sockets.layer_health.failed(error)
             raise
 
+    # InMemoryChannelLayer's private hook (channels/layers.py), which typeshed's stub omits.
     def _remove_from_groups(self, channel: str) -> None:
         # Called when a message expired unread: it is lost, and so are the channel's groups.
+        from realtime import sockets
+
         sockets.layer_health.failed(RuntimeError(f"a message to {channel} expired unread"))
-        super()._remove_from_groups(channel)
+        super()._remove_from_groups(channel)  # type: ignore[misc]  # in channels, not the stub

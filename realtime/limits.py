@@ -92,7 +92,7 @@ def install() -> None:
     _installed = True
 
 
-def bound_connections(protocol_class: type) -> None:
+def bound_connections(protocol_class: type[Any]) -> None:
     """Patch `onMessage` and `serverSend` of Daphne's `WebSocketProtocol` (or a subclass of
     it, in the tests) with the limits above; a no-op if already done."""
     if "_socket_limits" in vars(protocol_class):
@@ -199,7 +199,8 @@ def buffered_bytes(transport: Any) -> int:
         if transport is None:
             return 0
         if hasattr(transport, "dataBuffer"):
-            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+            unsent: int = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+            return unsent
         transport = getattr(transport, "transport", None)
     return 0
 

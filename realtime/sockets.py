@@ -21,8 +21,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from channels.layers import get_channel_layer
 from django.conf import settings
+
+from realtime.layers import ChannelLayer, channel_layer
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class LayerProbe:
     """
 
     def __init__(self) -> None:
-        self._layer: Any = None
+        self._layer: ChannelLayer | None = None
         self._channel = ""
         self._receiving: asyncio.Future[dict[str, Any]] | None = None
         self._sent = 0
@@ -140,9 +141,9 @@ class LayerProbe:
             sent = False
             try:
                 async with asyncio.timeout(timeout):
-                    await self._send()
+                    layer = await self._send()
                     sent = True
-                    await self._receive()
+                    await self._receive(layer)
             except TimeoutError as error:
                 # The receive goes on: a late probe is read by the next ping.
                 if sent:
@@ -152,8 +153,8 @@ class LayerProbe:
                 self._forget()
                 raise
 
-    async def _send(self) -> None:
-        layer = get_channel_layer()
+    async def _send(self) -> ChannelLayer:
+        layer = channel_layer()
         if layer is not self._layer:  # (tests swap layers)
             self._forget()
             self._layer = layer
@@ -161,9 +162,9 @@ class LayerProbe:
             self._channel = await layer.new_channel("probe.")
         self._sent += 1
         await layer.send(self._channel, {"type": "probe", "n": self._sent})
+        return layer
 
-    async def _receive(self) -> None:
-        layer = self._layer
+    async def _receive(self, layer: ChannelLayer) -> None:
         while True:
             if self._receiving is None:
                 self._receiving = asyncio.ensure_future(layer.receive(self._channel))

@@ -41,9 +41,9 @@ class _Checks:
 
     async def _run(self) -> None:
         while self.waiting:
-            asked = [(socket, socket.access_key()) for socket in self.waiting]
+            keyed = [(socket, socket.access_key()) for socket in self.waiting]
             self.waiting.clear()
-            asked = [(socket, key) for socket, key in asked if key is not None]
+            asked = [(socket, key) for socket, key in keyed if key is not None]
             decisions: list[services.SocketAccess | None]
             try:
                 keys = [key for _, key in asked]

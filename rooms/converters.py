@@ -10,11 +10,16 @@ Registered once, here, on import (Django warns about, and 6.0 refuses, a second
 registration of the same name); the URL modules import this one.
 """
 
+from typing import cast
+
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.urls import register_converter
 
-# The validator's own character class, so the two cannot drift apart.
-USERNAME_CHARACTERS = UnicodeUsernameValidator.regex.removeprefix("^").removesuffix("+\\Z")
+# The validator's own character class, so the two cannot drift apart. (A RegexValidator's
+# `regex` may be compiled; this class's is its source string, r"^[\w.@+-]+\Z".)
+USERNAME_CHARACTERS = (
+    cast(str, UnicodeUsernameValidator.regex).removeprefix("^").removesuffix("+\\Z")
+)
 
 
 class UsernameConverter:

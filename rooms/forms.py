@@ -1,10 +1,11 @@
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.http import QueryDict
 
 from rooms.models import validate_room_slug
 
@@ -42,9 +43,12 @@ class RoomNameForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Normalise before validation, so "General " opens "general".
-        if self.is_bound and isinstance(self.data.get("name"), str):
-            self.data = self.data.copy()
-            self.data["name"] = self.data["name"].strip().lower()
+        name = self.data.get("name")
+        if self.is_bound and isinstance(name, str):
+            # Bound data is request.POST (a QueryDict) or a dict: both copy, mutable.
+            data = cast("QueryDict | dict[str, Any]", self.data).copy()
+            data["name"] = name.strip().lower()
+            self.data = data
 
 
 class ComposerForm(forms.Form):
@@ -66,7 +70,8 @@ class ComposerForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         body = cleaned.get("body")
         cleaned["recipient"] = None
         if body is None:

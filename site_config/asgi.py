@@ -10,6 +10,7 @@ Under Daphne, realtime/lifecycle.py makes SIGTERM a graceful stop.
 
 import gc
 import os
+from typing import cast
 
 from django.core.asgi import get_asgi_application
 
@@ -24,14 +25,23 @@ from realtime.origins import ExactOriginValidator  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 from site_config import http_guard  # noqa: E402
 
+# Our middlewares (http_guard, origins) read a few keys of any scope, a plain mapping to
+# them; channels' stubs type its routers by asgiref.typing's scope per protocol. The same
+# dicts at run time: the casts only bridge the two vocabularies.
 application = http_guard.RequestGuard(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": ExactOriginValidator(
-                SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-            ),
-        }
+    cast(
+        http_guard.ASGIApp,
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": ExactOriginValidator(
+                    cast(
+                        http_guard.ASGIApp,
+                        SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+                    )
+                ),
+            }
+        ),
     )
 )
 

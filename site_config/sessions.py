@@ -15,5 +15,8 @@ _KEY_CHARACTERS = frozenset(VALID_KEY_CHARS)
 
 
 class SessionStore(DatabaseSessionStore):
+    # Extends SessionBase._validate_session_key (django/contrib/sessions/backends/base.py),
+    # the check every key is put through; django-stubs leave that private method out.
     def _validate_session_key(self, key: str | None) -> bool:
-        return bool(super()._validate_session_key(key)) and _KEY_CHARACTERS.issuperset(key or "")
+        valid = super()._validate_session_key(key)  # type: ignore[misc]  # not in the stubs
+        return bool(valid) and _KEY_CHARACTERS.issuperset(key or "")
