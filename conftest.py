@@ -68,11 +68,13 @@ from http.cookies import SimpleCookie  # noqa: E402
 from typing import Any, ClassVar  # noqa: E402
 
 from asgiref.sync import sync_to_async  # noqa: E402
+from channels.layers import InMemoryChannelLayer  # noqa: E402
 from channels.testing import WebsocketCommunicator  # noqa: E402
 from django.db import connections  # noqa: E402
 from django.test import Client  # noqa: E402
 
 from realtime import hub, sockets  # noqa: E402
+from realtime.layers import channel_layer  # noqa: E402
 from rooms import presence, services  # noqa: E402
 from rooms.models import Room  # noqa: E402
 from rooms.tests import fragments  # noqa: E402
@@ -162,6 +164,13 @@ def logged_in(user: Any) -> HttpsClient:
     client = HttpsClient()
     client.force_login(user)
     return client
+
+
+def memory_layer() -> InMemoryChannelLayer:
+    """The in-memory channel layer the unit suite runs on, for tests that look inside it."""
+    layer = channel_layer()
+    assert isinstance(layer, InMemoryChannelLayer), f"not the in-memory layer: {layer!r}"
+    return layer
 
 
 @pytest.fixture
@@ -403,7 +412,7 @@ class ChatSocket:
                 Room.objects.filter(slug=slug).values_list("pk", flat=True).first
             )()
             cookies = SimpleCookie()
-            for name, value in self.communicator.scope["headers"]:
+            for name, value in self.communicator.scope["headers"] or ():
                 if name == b"cookie":
                     cookies.load(value.decode("latin1"))
             session = cookies.get(settings.SESSION_COOKIE_NAME)

@@ -233,7 +233,7 @@ def test_the_sign_up_limit_is_a_sliding_hour(settings) -> None:
         sign_up(HttpsClient(), f"newcomer{number}")
     assert sign_up(HttpsClient(), "later").status_code == 429
 
-    oldest = RecentSignUp.objects.order_by("created_at").first()
+    oldest = RecentSignUp.objects.earliest("created_at")
     oldest.created_at = timezone.now() - timedelta(hours=1, seconds=1)
     oldest.save()
     assertRedirects(sign_up(HttpsClient(), "later"), "/rooms/")

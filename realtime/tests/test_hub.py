@@ -5,9 +5,9 @@ import asyncio
 from typing import Any
 
 import pytest
-from channels.layers import get_channel_layer
 from django.test import RequestFactory
 
+from conftest import memory_layer
 from realtime import hub
 
 
@@ -26,7 +26,7 @@ def event(html: str, seq: int | None = None) -> dict[str, Any]:
 
 
 async def test_a_room_event_reaches_every_socket_through_one_layer_member() -> None:
-    layer = get_channel_layer()
+    layer = memory_layer()
     sockets = [FakeSocket() for _ in range(3)]
     for socket in sockets:
         await hub.join("fanout-test.1", socket)
@@ -42,7 +42,7 @@ async def test_a_room_event_reaches_every_socket_through_one_layer_member() -> N
 
 
 async def test_events_keep_their_order_and_a_burst_goes_out_as_one_frame() -> None:
-    layer = get_channel_layer()
+    layer = memory_layer()
     socket = FakeSocket()
     await hub.join("fanout-test.2", socket)
     channel = hub._here().channel.result()
@@ -103,7 +103,7 @@ async def test_a_socket_that_leaves_gets_nothing_more() -> None:
 
 
 async def test_a_burst_is_split_into_frames_daphne_can_send() -> None:
-    layer = get_channel_layer()
+    layer = memory_layer()
     socket = FakeSocket()
     await hub.join("fanout-test.7", socket)
     channel = hub._here().channel.result()
@@ -128,7 +128,7 @@ class ClosableSocket(FakeSocket):
 
 
 async def test_one_channel_serves_every_group_and_other_events_reach_their_handler() -> None:
-    layer = get_channel_layer()
+    layer = memory_layer()
     socket = ClosableSocket()
     await hub.join("fanout-test.room", socket)
     await hub.join("fanout-test.session", socket)
@@ -210,7 +210,7 @@ async def test_an_event_the_layer_drops_is_an_outage_that_resyncs(settings) -> N
     await hub.join("fanout-test.full", socket)
     sockets.open_sockets.add(socket)
     channel = hub._here().channel.result()
-    layer = get_channel_layer()
+    layer = memory_layer()
 
     # Sent at once, faster than the hub reads: its channel overflows, and channels'
     # group_send drops the rest without a word.

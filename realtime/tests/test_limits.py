@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import tcp
+from twisted.internet.protocol import Protocol
 from twisted.internet.selectreactor import SelectReactor
 
 from realtime import limits
@@ -251,7 +252,7 @@ async def test_dropping_is_logged_once(ws, settings, caplog) -> None:
 def test_buffered_bytes_counts_twisteds_buffers_and_follows_wrappers() -> None:
     ours, peer = socket.socketpair()
     try:
-        conn = tcp.Connection(ours, None, SelectReactor())
+        conn = tcp.Connection(ours, Protocol(), SelectReactor())
         assert limits.buffered_bytes(conn) == 0
         conn.dataBuffer, conn.offset = b"0123456789", 4  # 4 of them sent already
         conn._tempDataBuffer, conn._tempDataLen = [b"abc", b"de"], 5

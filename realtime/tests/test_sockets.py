@@ -3,16 +3,17 @@
 import asyncio
 
 import pytest
-from channels.layers import get_channel_layer
 
+from conftest import memory_layer
 from realtime import sockets
+from realtime.layers import channel_layer
 from realtime.sockets import Backlogged, LayerProbe
 from rooms.tests.test_services import LAYER_DOWN
 
 
 class ClosedSocket:
     def __init__(self) -> None:
-        self.codes: list[int] = []
+        self.codes: list[int | None] = []
 
     async def close(self, code: int | None = None, reason: str | None = None) -> None:
         self.codes.append(code)
@@ -60,14 +61,14 @@ async def test_the_probe_keeps_its_channel_through_a_timeout() -> None:
         await probe.ping(timeout=0)
     await probe.ping()  # reads the late probe first, then its own
     assert probe._channel == channel
-    assert channel not in get_channel_layer().channels  # nothing left unread
+    assert channel not in memory_layer().channels  # nothing left unread
 
 
 async def test_a_probe_the_layer_took_but_this_process_has_not_read_back_is_a_backlog() -> None:
     probe = LayerProbe()
     await probe.ping()
     # Someone else reads the channel first: the probe was taken, and never comes back.
-    thief = asyncio.ensure_future(get_channel_layer().receive(probe._channel))
+    thief = asyncio.ensure_future(channel_layer().receive(probe._channel))
     await asyncio.sleep(0)
     with pytest.raises(Backlogged):
         await probe.ping(timeout=0.2)

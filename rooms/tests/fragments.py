@@ -67,6 +67,28 @@ class Element:
     def by_id(self, element_id: str) -> "Element | None":
         return self.find(id=element_id)
 
+    def one(self, tag: str | None = None, *, class_: str | None = None, **attrs: str) -> "Element":
+        """`find` for an element the test needs: its absence fails the test, saying what."""
+        found = self.find(tag, class_=class_, **attrs)
+        if found is None:
+            wanted = " ".join(
+                [tag or "*"]
+                + ([f'class="{class_}"'] if class_ else [])
+                + [f'{name.replace("_", "-")}="{value}"' for name, value in attrs.items()]
+            )
+            raise AssertionError(f"no <{wanted}> in <{self.tag} id={self.id!r}>")
+        return found
+
+    def one_by_id(self, element_id: str) -> "Element":
+        return self.one(id=element_id)
+
+    def attr(self, name: str) -> str:
+        """An attribute the test needs: missing, or present without a value, fails the test."""
+        value = self.attrs.get(name)
+        if value is None:
+            raise AssertionError(f'<{self.tag} id={self.id!r}> has no {name}="..."')
+        return value
+
     @property
     def top_level(self) -> "list[Element]":
         """The top-level elements: what htmx's ws extension swaps out of band, by id."""
@@ -129,15 +151,15 @@ def composer_value(html: str) -> str | None:
 def cursor_of(html: str) -> int | None:
     """The catch-up cursor a frame sets (#chat-cursor's data-seq), if it sets one."""
     marker = parse(html).by_id("chat-cursor")
-    return None if marker is None else int(marker.attrs["data-seq"])
+    return None if marker is None else int(marker.attr("data-seq"))
 
 
 def message_seqs(html: str) -> list[int]:
-    return [int(article.attrs["data-seq"]) for article in messages_in(html)]
+    return [int(article.attr("data-seq")) for article in messages_in(html)]
 
 
 def message_ids(html: str) -> list[int]:
-    return [int(article.attrs["data-message-id"]) for article in messages_in(html)]
+    return [int(article.attr("data-message-id")) for article in messages_in(html)]
 
 
 def messages_in(html: str) -> list[Element]:

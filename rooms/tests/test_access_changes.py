@@ -59,7 +59,10 @@ async def admin_changes(
 
 
 def unchecked(name: str) -> Callable[[dict[str, list[str]]], None]:
-    return lambda fields: fields.pop(name)
+    def untick(fields: dict[str, list[str]]) -> None:
+        fields.pop(name)
+
+    return untick
 
 
 async def stored() -> tuple[int, int]:

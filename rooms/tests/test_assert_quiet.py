@@ -2,6 +2,7 @@
 when a stray frame is on its way, however late that frame comes."""
 
 import asyncio
+from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
@@ -19,8 +20,9 @@ def stray(text: str) -> dict[str, str]:
     return {"type": "hub.html", "html": f"<p>{text}</p>"}
 
 
-def consumer_of(user) -> object:
-    (consumer,) = [s for s in sockets.open_sockets if s.user.pk == user.pk]
+def consumer_of(user: Any) -> Any:
+    here: list[Any] = list(sockets.open_sockets)  # RoomConsumers, each with its user
+    (consumer,) = [s for s in here if s.user.pk == user.pk]
     return consumer
 
 

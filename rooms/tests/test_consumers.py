@@ -32,14 +32,14 @@ async def test_two_users_in_a_room_see_each_others_messages_as_html(gather, alic
     assert f'id="message-{message.pk}"' in pushed
     article = fragments.messages_in(pushed)[0]
     assert article.attrs["data-author"] == "alice"
-    assert article.find(class_="message-body").text == "hello bob"
+    assert article.one(class_="message-body").text == "hello bob"
     assert await bob_socket.receive() == pushed  # rendered once, the same HTML for everyone
 
     await bob_socket.send("hi alice")
     _, pushed_by_bob = await bob_socket.receive_sent()
     assert "hi alice" in pushed_by_bob
     assert await alice_socket.receive() == pushed_by_bob
-    assert [m.body for m in await db(list)(Message.objects.all())] == ["hello bob", "hi alice"]
+    assert [m.body async for m in Message.objects.all()] == ["hello bob", "hi alice"]
 
 
 async def test_the_senders_composer_is_reset_out_of_band(gather, alice, lobby):
@@ -150,7 +150,7 @@ async def test_a_private_message_reaches_only_the_recipient_everywhere_and_the_s
         assert article.id == f"pm-{pm.pk}"
         assert article.attrs["data-sender"] == "alice"
         assert article.attrs["data-recipient"] == "bob"
-        assert article.find(class_="message-body").text == "meet at <noon>"
+        assert article.one(class_="message-body").text == "meet at <noon>"
     # The sender's copy carries the "delivered" mark (shown to the sender by the page CSS).
     assert parse_delivered(for_alice) == "✓ delivered"
     await carol_socket.assert_quiet()
@@ -158,7 +158,7 @@ async def test_a_private_message_reaches_only_the_recipient_everywhere_and_the_s
 
 
 def parse_delivered(html: str) -> str:
-    return fragments.parse(html).find(class_="pm-delivered").text
+    return fragments.parse(html).one(class_="pm-delivered").text
 
 
 async def test_a_private_message_to_an_unknown_user_is_refused_to_the_sender_only(

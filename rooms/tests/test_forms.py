@@ -9,7 +9,7 @@ PM_USAGE = "To send a private message, write /pm <username> <message>."
 
 
 def errors(form: ComposerForm | RoomNameForm) -> list[str]:
-    return [message for messages in form.errors.values() for message in messages]
+    return [str(message) for messages in form.errors.values() for message in messages]
 
 
 # ComposerForm ----------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def must_become(frame: str | bytes) -> str:
     return "posted"
 
 
-def body_of(frame: str) -> str:
+def body_of(frame: str | bytes) -> str:
     return json.loads(frame)["body"].strip()
 
 
@@ -138,9 +138,10 @@ class Target:
         assert self.socket.communicator.output_queue.empty()
 
     async def check_posted(self, body: str, fragment: str) -> None:
-        new = await database_sync_to_async(list)(
-            Message.objects.filter(id__gt=self.last_message_id).order_by("id")
-        )
+        new = [
+            message
+            async for message in Message.objects.filter(id__gt=self.last_message_id).order_by("id")
+        ]
         assert len(new) == 1, [m.body[:40] for m in new]
         (message,) = new
         assert message.body == body
@@ -148,9 +149,9 @@ class Target:
         self.last_message_id = message.pk
 
     async def check_private(self, fragment: str) -> None:
-        new = await database_sync_to_async(list)(
-            PrivateMessage.objects.filter(id__gt=self.last_pm_id).order_by("id")
-        )
+        new = [
+            pm async for pm in PrivateMessage.objects.filter(id__gt=self.last_pm_id).order_by("id")
+        ]
         assert len(new) == 1
         (pm,) = new
         assert pm.body and pm.body == pm.body.strip() and len(pm.body) <= MAX_BODY

@@ -2,6 +2,7 @@
 announcements (rooms/presence.py)."""
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async as db
@@ -14,7 +15,7 @@ from rooms.tests import fragments
 
 pytestmark = pytest.mark.django_db
 
-LONG_AGO = timezone.timedelta(hours=1)
+LONG_AGO = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -117,7 +118,7 @@ def test_heartbeat_refreshes_this_process_rows_and_reaps_dead_ones(room, alice, 
 
     assert presence.heartbeat() == [Change(room, bob, "left")]
     assert list(Connection.objects.values_list("socket_id", flat=True)) == ["mine"]
-    assert Connection.objects.get().seen_at > timezone.now() - timezone.timedelta(minutes=1)
+    assert Connection.objects.get().seen_at > timezone.now() - timedelta(minutes=1)
 
 
 def test_heartbeat_settles_a_departure_nobody_settled(room, alice, grace) -> None:

@@ -8,6 +8,7 @@ paginated with the user's own rooms first; each user may create only so many roo
 
 import re
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -72,7 +73,7 @@ def submit(client: HttpsClient, form: fragments.Element, *, tick: tuple[str, ...
                 data[name] = field.attrs.get("value") or "on"
         else:
             data[name] = field.attrs.get("value") or ""
-    return client.post(form.attrs["action"], data)
+    return client.post(form.attr("action"), data)
 
 
 def create_through_the_list(client: HttpsClient, name: str, *, private: bool = False) -> Any:
@@ -89,21 +90,21 @@ def test_a_valid_unknown_name_is_a_404_that_offers_to_create_it(alice_client) ->
     assert response.status_code == 404
     assert not Room.objects.exists()
     document = page(response)
-    assert document.find("h1").text == "No room #fresh-start"
-    form = document.by_id("create-room")
+    assert document.one("h1").text == "No room #fresh-start"
+    form = document.one_by_id("create-room")
     assert (form.attrs["method"], form.attrs["action"]) == ("post", "/rooms/")
-    assert form.find("input", name="name", type="hidden").attrs["value"] == "fresh-start"
+    assert form.one("input", name="name", type="hidden").attrs["value"] == "fresh-start"
     assert form.find("input", name="csrfmiddlewaretoken") is not None
-    checkbox = form.find("input", name="private", type="checkbox")
-    label = form.find("label", **{"for": checkbox.attrs["id"]})
+    checkbox = form.one("input", name="private", type="checkbox")
+    label = form.one("label", **{"for": checkbox.attr("id")})
     assert label.text == "Members only"
-    help_text = document.by_id(checkbox.attrs["aria-describedby"])
+    help_text = document.one_by_id(checkbox.attr("aria-describedby"))
     assert "only people you invite" in help_text.text
-    assert form.find("button", type="submit").text == "Create #fresh-start"
+    assert form.one("button", type="submit").text == "Create #fresh-start"
 
 
 def test_the_create_button_creates_the_room_without_javascript(alice_client, alice) -> None:
-    form = page(alice_client.get("/rooms/fresh-start/")).by_id("create-room")
+    form = page(alice_client.get("/rooms/fresh-start/")).one_by_id("create-room")
 
     assertRedirects(submit(alice_client, form), "/rooms/fresh-start/")
 
@@ -114,7 +115,7 @@ def test_the_create_button_creates_the_room_without_javascript(alice_client, ali
 def test_the_create_button_with_members_only_ticked_creates_a_private_room(
     alice_client, alice, bob, login
 ) -> None:
-    form = page(alice_client.get("/rooms/plans/")).by_id("create-room")
+    form = page(alice_client.get("/rooms/plans/")).one_by_id("create-room")
 
     assertRedirects(submit(alice_client, form, tick=("private",)), "/rooms/plans/")
 
@@ -283,7 +284,7 @@ def test_a_user_may_create_only_so_many_rooms_a_day(alice_client, alice, setting
     assert refused.status_code == 429
     (error,) = field_errors(refused)
     assert error.startswith("You have created 3 rooms in the last 24 hours, the most allowed")
-    first = Room.objects.get(slug="r0").created_at + timezone.timedelta(days=1)
+    first = Room.objects.get(slug="r0").created_at + timedelta(days=1)
     assert f"you can create another after {first:%Y-%m-%d %H:%M} UTC." in error
     assert Room.objects.count() == 3
     # Opening a room that exists is not creating one: still allowed at the cap.
@@ -296,7 +297,7 @@ def test_rooms_older_than_a_day_no_longer_count_against_the_cap(alice, settings)
     services.create_room("old-two", alice, private=False)
     with pytest.raises(services.RoomLimitReached):
         services.create_room("too-many", alice, private=False)
-    Room.objects.update(created_at=timezone.now() - timezone.timedelta(hours=24, minutes=1))
+    Room.objects.update(created_at=timezone.now() - timedelta(hours=24, minutes=1))
     assert services.create_room("next-day", alice, private=True).slug == "next-day"
 
 
@@ -349,7 +350,7 @@ def make_rooms(count: int, prefix: str = "room") -> None:
 
 
 def listed(response: Any) -> list[str]:
-    return [row.attrs["data-room"] for row in page(response).find_all(class_="room-row")]
+    return [row.attr("data-room") for row in page(response).find_all(class_="room-row")]
 
 
 def test_the_room_list_shows_the_rooms_a_user_is_in_first(alice_client, alice, bob) -> None:
@@ -381,11 +382,11 @@ def test_the_room_list_is_paginated_with_next_and_prev_links(alice_client, alice
 
     assert listed(first) == ["zzz-mine", "room-0000"]
     assert listed(second) == ["room-0001", "room-0002"]
-    assert page(first).find("a", rel="next").attrs["href"] == "?page=2"
+    assert page(first).one("a", rel="next").attrs["href"] == "?page=2"
     assert page(first).find("a", rel="prev") is None
-    assert page(second).find("a", rel="prev").attrs["href"] == "?page=1"
+    assert page(second).one("a", rel="prev").attrs["href"] == "?page=1"
     assert page(second).find("a", rel="next") is None
-    assert "Page 2 of 2" in page(second).find("nav", class_="pager").text
+    assert "Page 2 of 2" in page(second).one("nav", class_="pager").text
 
 
 @pytest.mark.parametrize("number", ["0", "3", "abc", "-1", "1e3"])
@@ -425,14 +426,14 @@ def test_the_room_page_sidebar_lists_only_the_users_rooms_capped(alice_client, a
 
     with CaptureQueriesContext(connection) as queries:
         response = alice_client.get("/rooms/lobby/")
-    nav = page(response).find("nav", class_="room-nav")
+    nav = page(response).one("nav", class_="room-nav")
 
-    links = [a.text for a in nav.find("ul").find_all("a")]
+    links = [a.text for a in nav.one("ul").find_all("a")]
     assert len(links) == SIDEBAR_ROOMS
     assert links == sorted(links) and links[0] == "#lobby"
     assert all(not link.startswith("#other") for link in links)
-    assert nav.find("a", class_="sidebar-link").attrs["href"] == "/rooms/"
-    assert nav.find("a", **{"aria-current": "page"}).text == "#lobby"
+    assert nav.one("a", class_="sidebar-link").attrs["href"] == "/rooms/"
+    assert nav.one("a", **{"aria-current": "page"}).text == "#lobby"
     assert len(queries) < 20, [q["sql"] for q in queries]
 
 

@@ -1,14 +1,15 @@
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
+from realtime.layers import channel_layer
 from rooms import presence, services
 from rooms.models import Connection, Message, PrivateMessage, Room
 from rooms.services import RateLimiter
@@ -33,7 +34,7 @@ def listen() -> Callable[[str], str]:
     """`channel = listen(group)`: a channel in `group`, as a consumer's would be."""
 
     def _listen(group: str) -> str:
-        layer = get_channel_layer()
+        layer = channel_layer()
         channel = async_to_sync(layer.new_channel)()
         async_to_sync(layer.group_add)(group, channel)
         return channel
@@ -43,14 +44,14 @@ def listen() -> Callable[[str], str]:
 
 def receive(channel: str) -> dict[str, Any]:
     async def _receive() -> dict[str, Any]:
-        return await asyncio.wait_for(get_channel_layer().receive(channel), 5)
+        return await asyncio.wait_for(channel_layer().receive(channel), 5)
 
     return async_to_sync(_receive)()
 
 
 def assert_nothing_pending(channel: str) -> None:
     """The layer delivers in order: if a marker sent now is next, nothing else was queued."""
-    async_to_sync(get_channel_layer().send)(channel, {"type": "test.marker"})
+    async_to_sync(channel_layer().send)(channel, {"type": "test.marker"})
     assert receive(channel) == {"type": "test.marker"}
 
 
@@ -146,9 +147,7 @@ def test_visible_rooms_count_online_users_once_each_and_ignore_stale_sockets(
     presence.arrive(room, alice, "tab-2")
     presence.arrive(room, bob, "tab-3")
     presence.arrive(quiet, carol, "tab-4")
-    Connection.objects.filter(socket_id="tab-4").update(
-        seen_at=timezone.now() - timezone.timedelta(hours=1)
-    )
+    Connection.objects.filter(socket_id="tab-4").update(seen_at=timezone.now() - timedelta(hours=1))
     online = {r.slug: r.online for r in services.visible_rooms(alice)}
     assert online == {"general": 2, "quiet": 0}
 

@@ -109,7 +109,7 @@ async def served(socket) -> None:
 async def shown(socket, body: str) -> None:
     """Read until a message with `body` is pushed to `socket`."""
     while not any(
-        m.find(class_="message-body").text == body
+        m.one(class_="message-body").text == body
         for m in fragments.messages_in(await socket.receive())
     ):
         pass

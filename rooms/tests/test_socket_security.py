@@ -185,7 +185,7 @@ async def test_a_socket_to_an_unknown_or_invalid_room_is_closed_with_4404(
     socket = await connect(alice, slug)
     assert socket.accepted
     assert await socket.receive_close() == 4404
-    assert await db(list)(Room.objects.values_list("slug", flat=True)) == ["lobby"]
+    assert [slug async for slug in Room.objects.values_list("slug", flat=True)] == ["lobby"]
 
 
 @pytest.fixture
@@ -330,7 +330,7 @@ async def test_user_text_is_pushed_escaped_and_cannot_swap_anything(pair, text):
         "chat-live",
         fragments.messages_in(pushed)[0].id,
     ]
-    assert fragments.messages_in(pushed)[0].find(class_="message-body").text == " ".join(
+    assert fragments.messages_in(pushed)[0].one(class_="message-body").text == " ".join(
         text.split()
     )
 

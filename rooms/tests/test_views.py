@@ -83,9 +83,9 @@ def test_room_list_shows_the_rooms_and_how_many_people_are_online(
     assert response.status_code == 200
     rows = {row.attrs["data-room"]: row for row in page(response).find_all(class_="room-row")}
     assert set(rows) == {"general", "quiet"}
-    assert rows["general"].find(class_="online-count").text == "2"
-    assert rows["quiet"].find(class_="online-count").text == "0"
-    assert rows["general"].find("a").attrs["href"] == "/rooms/general/"
+    assert rows["general"].one(class_="online-count").text == "2"
+    assert rows["quiet"].one(class_="online-count").text == "0"
+    assert rows["general"].one("a").attrs["href"] == "/rooms/general/"
 
 
 def test_room_list_hides_rooms_the_user_may_not_enter(alice_client, make_user) -> None:
@@ -157,14 +157,14 @@ def test_room_page_shows_the_last_50_messages_with_author_time_and_text(
     html = alice_client.get("/rooms/lobby/").content.decode()
 
     shown = fragments.messages_in(html)
-    assert [int(a.attrs["data-message-id"]) for a in shown] == [m.pk for m in messages[1:]]
+    assert [int(a.attr("data-message-id")) for a in shown] == [m.pk for m in messages[1:]]
     assert f'id="message-{messages[0].pk}"' not in html
     for article, message in zip(shown, messages[1:], strict=True):
         assert article.id == f"message-{message.pk}"
         assert article.attrs["data-author"] == message.author.username
-        assert article.find(class_="message-author").text == message.author.username
-        assert article.find(class_="message-body").text == message.body
-        time = article.find("time")
+        assert article.one(class_="message-author").text == message.author.username
+        assert article.one(class_="message-body").text == message.body
+        time = article.one("time")
         local = timezone.localtime(message.created_at)
         assert time.attrs["datetime"] == date_format(local, "c")
         assert time.text == date_format(local, "H:i")
@@ -174,24 +174,24 @@ def test_room_page_has_the_stable_hooks_tests_and_htmx_rely_on(alice_client, lob
     message = Message.objects.create(room=lobby, author=alice, body="hi")
     document = page(alice_client.get("/rooms/lobby/"))
 
-    log = document.by_id("chat-log")
+    log = document.one_by_id("chat-log")
     assert (log.attrs["role"], log.attrs["aria-live"]) == ("log", "polite")
     assert document.by_id("chat-live") in log.iter()
     assert document.by_id("online-users") is not None
-    composer = document.by_id("composer")
+    composer = document.one_by_id("composer")
     assert composer.tag == "form" and "ws-send" in composer.attrs
     assert composer.attrs["action"] == "/rooms/lobby/messages/"
     assert composer.attrs["method"] == "post"
     assert composer.find("input", name="body") is not None
-    socket = document.find(hx_ext="ws")
+    socket = document.one(hx_ext="ws")
     # The page catches up from the room's sequence number, not from an id.
     assert socket.attrs["ws-connect"] == f"/ws/rooms/lobby/?after={message.seq}"
-    assert document.by_id("chat-cursor").attrs["data-seq"] == str(message.seq)
-    article = document.by_id(f"message-{message.pk}")
+    assert document.one_by_id("chat-cursor").attrs["data-seq"] == str(message.seq)
+    article = document.one_by_id(f"message-{message.pk}")
     assert article.attrs["data-message-id"] == str(message.pk)
     assert article.attrs["data-seq"] == str(message.seq)
     assert article.attrs["data-author"] == "alice"
-    assert article.find(class_="message-body").text == "hi"
+    assert article.one(class_="message-body").text == "hi"
 
 
 def test_room_page_lists_who_is_online(alice_client, alice, bob, carol, lobby) -> None:
@@ -206,7 +206,7 @@ def test_an_empty_room_asks_for_the_first_message_and_connects_after_zero(
 ) -> None:
     document = page(alice_client.get("/rooms/lobby/"))
     assert document.find(class_="chat-empty") is not None
-    assert document.find(hx_ext="ws").attrs["ws-connect"] == "/ws/rooms/lobby/?after=0"
+    assert document.one(hx_ext="ws").attrs["ws-connect"] == "/ws/rooms/lobby/?after=0"
 
 
 def test_user_text_is_escaped_in_the_page(alice_client, alice, lobby) -> None:
@@ -343,7 +343,7 @@ def test_conversation_page_shows_both_sides_of_the_conversation_only(
 
     html = alice_client.get("/messages/bob/").content.decode()
 
-    bodies = [a.find(class_="message-body").text for a in fragments.private_messages_in(html)]
+    bodies = [a.one(class_="message-body").text for a in fragments.private_messages_in(html)]
     assert bodies == ["hi bob", "hi alice"]
 
 
@@ -382,14 +382,14 @@ def test_private_messages_page_lists_the_people_one_has_talked_with_latest_first
     PrivateMessage.objects.create(sender=carol, recipient=alice, body="3")
     PrivateMessage.objects.create(sender=dave, recipient=bob, body="not mine")
 
-    links = page(alice_client.get("/messages/")).find(class_="conversation-list").find_all("a")
+    links = page(alice_client.get("/messages/")).one(class_="conversation-list").find_all("a")
 
     # Latest conversation first, each with its last message.
     assert [
         (
-            a.find(class_="conversation-name").text,
+            a.one(class_="conversation-name").text,
             a.attrs["href"],
-            a.find(class_="conversation-last").text,
+            a.one(class_="conversation-last").text,
         )
         for a in links
     ] == [
@@ -426,7 +426,7 @@ def test_admin_changelists_load_and_search(
     response = admin.get(f"/admin/rooms/{model}/", {"q": query})
 
     assert response.status_code == 200
-    rows = page(response).by_id("result_list").find("tbody").find_all("tr")
+    rows = page(response).one_by_id("result_list").one("tbody").find_all("tr")
     assert len(rows) == 1
     assert shown in rows[0].text and hidden not in rows[0].text
 
