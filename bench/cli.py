@@ -124,7 +124,7 @@ class Bench:
                 from e2e.servers import redis
 
                 redis_server = self.stack.enter_context(redis())
-                self.redis_url, self.redis_pid = redis_server.url, redis_server.process.pid
+                self.redis_url, self.redis_pid = redis_server.url, redis_server.pid
             except FileNotFoundError:
                 self.log("redis-server not installed: skipping ours-redis")
                 self.args.servers = [

@@ -105,16 +105,17 @@ class Client(asyncio.Protocol):
             self.buffer.clear()
             if not self._accepted(head):
                 self.opened.set_exception(HandshakeError(head.split("\r\n", 1)[0]))
-                self.transport.close()
+                self._hang_up()
                 return
             self.open = True
             self.opened.set_result(None)
             if not data:
                 return
+        chunk: bytes | bytearray = data
         if self.buffer:
             self.buffer += data
-            data = self.buffer
-        view, pos, size = data, 0, len(data)
+            chunk = self.buffer
+        view, pos, size = chunk, 0, len(chunk)
         while size - pos >= 2:
             b0, b1 = view[pos], view[pos + 1]
             length, start = b1 & 0x7F, pos + 2
@@ -159,7 +160,7 @@ class Client(asyncio.Protocol):
         elif opcode == OP_CLOSE:
             self.close_code = Close.parse(payload).code if len(payload) >= 2 else 1005
             self._write(Frame(Opcode.CLOSE, payload[:2]))
-            self.transport.close()
+            self._hang_up()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
@@ -180,6 +181,11 @@ class Client(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self._write(Frame(Opcode.CLOSE, Close(1000, "").serialize()))
+            self.transport.close()
+
+    def _hang_up(self) -> None:
+        """Close the connection from data_received (where it always has its transport)."""
+        if self.transport is not None:
             self.transport.close()
 
 

@@ -205,7 +205,7 @@ def online_usernames(page: Page) -> list[str]:
 
 
 def wait_until(
-    page: Page, check: Callable[[], T], what: str, timeout: float = LIVE_TIMEOUT_MS
+    page: Page, check: Callable[[], T | None], what: str, timeout: float = LIVE_TIMEOUT_MS
 ) -> T:
     """Poll `check` until it returns something truthy; for conditions `expect` cannot say.
 

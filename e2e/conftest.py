@@ -12,7 +12,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from playwright.sync_api import Browser, expect
@@ -154,7 +154,7 @@ def sign_up(browser: Browser, chat_server: servers.DaphneProcess) -> Iterator[Si
 # Services the multi-process suites need: theirs alone, skipped without them (failed in CI).
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     if servers.IN_CI:
         pytest.fail(f"{reason} (required in CI)")
     pytest.skip(reason)

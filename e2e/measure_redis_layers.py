@@ -89,7 +89,7 @@ async def measure(layer_class, url: str, size: int) -> dict[str, float]:
     await receivers.start(group)
     try:
         seq = 0
-        all_received = []
+        all_received: list[float] = []
         for round_ in range(WARM_UP + ROUNDS):
             if round_ == WARM_UP:
                 receivers.latencies.clear()

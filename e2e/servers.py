@@ -20,7 +20,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import Message
@@ -227,6 +227,12 @@ class RedisProcess:
         )
         wait_for(lambda: port_open(self.port), timeout=10, what=f"redis on {self.port}")
 
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError(f"redis on {self.port} was never started")
+        return self.process.pid
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -312,7 +318,7 @@ class HttpClient:
         method: str,
         path: str,
         *,
-        form: dict[str, str] | None = None,
+        form: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 10,
     ) -> HttpReply:
@@ -458,11 +464,12 @@ class RoomSocket:
         cls, base_url: str, slug: str, sessionid: str, *, name: str = "", query: str = ""
     ) -> "RoomSocket":
         from websockets.asyncio.client import connect
+        from websockets.typing import Origin
 
         url = base_url.replace("http://", "ws://", 1) + f"/ws/rooms/{slug}/"
         connection = await connect(
             url + (f"?{query}" if query else ""),
-            origin=base_url,
+            origin=Origin(base_url),
             additional_headers={"Cookie": f"sessionid={sessionid}"},
             proxy=None,
             open_timeout=10,

@@ -28,6 +28,7 @@ import psutil
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
 from e2e import servers
 
@@ -165,7 +166,7 @@ async def test_a_flood_is_closed_with_1008_and_costs_the_server_little(
         # sees the close frame however much came before it.
         flooder = await connect(
             ws_url(server, room),
-            origin=server.url,
+            origin=Origin(server.url),
             additional_headers={"Cookie": f"sessionid={sessions['mallory']}"},
             proxy=None,
             max_queue=None,

@@ -70,7 +70,7 @@ class Admin:
         reply = self.client.request(
             "POST",
             path,
-            form=as_pairs(fields),  # type: ignore[arg-type]  (urlencode takes pairs too)
+            form=as_pairs(fields),
             headers={"Origin": base, "Referer": base + path},
         )
         assert reply.status == 302, reply.text[:3000]  # saved: back to the list

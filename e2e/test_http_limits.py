@@ -122,7 +122,9 @@ def read_answer(sock: socket.socket) -> bytes:
 def peak_rss(pid: int) -> int:
     """The process's resident high-water mark (Linux), in bytes."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) * 1024
+    high_water = re.search(r"VmHWM:\s+(\d+) kB", status)
+    assert high_water is not None, status
+    return int(high_water[1]) * 1024
 
 
 def warm_up(server: servers.DaphneProcess) -> None:

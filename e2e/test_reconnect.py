@@ -16,6 +16,7 @@ from contextlib import ExitStack
 import pytest
 from playwright.sync_api import Page, expect
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from e2e import servers
 from e2e.chat import (
@@ -101,7 +102,10 @@ class BusyTabs:
     def __enter__(self) -> "BusyTabs":
         for _ in self.texts:
             socket = connect(
-                self.url, origin=self.origin, additional_headers={"Cookie": self.cookie}, proxy=None
+                self.url,
+                origin=Origin(self.origin),
+                additional_headers={"Cookie": self.cookie},
+                proxy=None,
             )
             self.sockets.append(self._stack.enter_context(socket))
         return self

@@ -2,6 +2,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.paginator import InvalidPage
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,6 +17,12 @@ from rooms.models import Room
 SIDEBAR_ROOMS = 20
 
 
+class SignedInRequest(HttpRequest):
+    """What a @login_required view is given (for the type checker): a signed-in user."""
+
+    user: User
+
+
 def _room_or_404(slug: str, user: Any) -> Room:
     try:
         return services.find_room(slug, user)
@@ -25,7 +32,7 @@ def _room_or_404(slug: str, user: Any) -> Room:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def room_list(request: HttpRequest) -> HttpResponse:
+def room_list(request: SignedInRequest) -> HttpResponse:
     """The rooms the user may enter, a page at a time, and the form that opens or
     creates one by name (the only way rooms are made: a POST)."""
     form = RoomNameForm(request.POST or None)
@@ -49,7 +56,7 @@ def room_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def room_detail(request: SignedInRequest, slug: str) -> HttpResponse:
     """The room; for a valid name with no room this user may enter, a 404 page that
     offers to create it. That page is the same whether the room is missing or private
     (or staff only): nothing tells them apart."""
@@ -65,7 +72,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def post_message(request: HttpRequest, slug: str) -> HttpResponse:
+def post_message(request: SignedInRequest, slug: str) -> HttpResponse:
     """The composer without JavaScript: post, then back to the room (POST/redirect/GET)."""
     room = _room_or_404(slug, request.user)
     if too_fast := services.sending_too_fast(request.user.pk):
@@ -104,7 +111,7 @@ def _render_room(
 
 @login_required
 @require_POST
-def invite_member(request: HttpRequest, slug: str) -> HttpResponse:
+def invite_member(request: SignedInRequest, slug: str) -> HttpResponse:
     room = _owned_private_room_or_404(slug, request.user)
     invite_form = InviteForm(request.POST)
     if not invite_form.is_valid():
@@ -115,7 +122,7 @@ def invite_member(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def remove_member(request: HttpRequest, slug: str, username: str) -> HttpResponse:
+def remove_member(request: SignedInRequest, slug: str, username: str) -> HttpResponse:
     room = _owned_private_room_or_404(slug, request.user)
     member = get_object_or_404(room.members, username=username)
     services.remove_member(room, request.user, member)
@@ -128,7 +135,7 @@ def _owned_private_room_or_404(slug: str, user: Any) -> Room:
 
 @login_required
 @require_GET
-def conversations(request: HttpRequest) -> HttpResponse:
+def conversations(request: SignedInRequest) -> HttpResponse:
     """Everyone the user has exchanged private messages with, latest first."""
     people = services.conversation_partners(request.user)
     return render(request, "rooms/conversations.html", {"people": people})
@@ -136,7 +143,7 @@ def conversations(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def conversation(request: HttpRequest, username: str) -> HttpResponse:
+def conversation(request: SignedInRequest, username: str) -> HttpResponse:
     other = get_object_or_404(get_user_model(), username=username, is_active=True)
     form = PrivateMessageForm()
     error, status = "", 200
