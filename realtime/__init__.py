@@ -6,6 +6,8 @@ It knows nothing of rooms or messages. Its interface is this module (realtime/RE
     await publish_event(group, event)         a non-HTML event (calls the sockets' handler)
     publish_on_commit(group, html, seq=None)  the same from sync code, after the commit
     event_on_commit(group, event)
+    await database_call(fn)(*args)            database_sync_to_async(fn), whose
+                                              publications leave from the loop after it
     HubSocket                                 the base of a consumer: subscribe(), hold
                                               while busy, caps, catch-up cut-off, close
     on_shutdown(hook)                         run at a graceful stop (after the grace)
@@ -16,6 +18,7 @@ from realtime.consumer import HubSocket
 from realtime.lifecycle import on_shutdown
 from realtime.publishing import (
     Publication,
+    database_call,
     event_on_commit,
     publish,
     publish_event,
@@ -33,6 +36,7 @@ def health() -> str | None:
 __all__ = [
     "HubSocket",
     "Publication",
+    "database_call",
     "event_on_commit",
     "health",
     "on_shutdown",

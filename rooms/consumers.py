@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+import realtime
 from realtime import HubSocket
 from rooms import access_checks, presence, services
 from rooms.forms import ComposerForm, FrameError, decode_composer_frame
@@ -166,7 +167,7 @@ class RoomConsumer(HubSocket):
         if too_fast := services.sending_too_fast(self.user.pk):
             await self.send(text_data=self.composer(data, error=too_fast.error))
             return
-        submitted = await database_sync_to_async(self.submit)(self.room, data)
+        submitted = await realtime.database_call(self.submit)(self.room, data)
         if isinstance(submitted, services.Denied):
             await self.close(_close_code(submitted))
             return
