@@ -3,10 +3,10 @@
 import time
 
 import pytest
-from channels.layers import get_channel_layer
 from django.db import transaction
 
 import realtime
+from conftest import memory_layer
 from realtime import sockets
 from realtime.hub import layer
 
@@ -28,7 +28,7 @@ async def listening(group: str) -> str:
 async def test_a_database_call_publishes_from_the_loop_once_it_returns() -> None:
     channel = await listening("publishing-test.1")
 
-    in_memory = get_channel_layer()
+    in_memory = memory_layer()
 
     def store_and_publish() -> tuple[realtime.Publication, bool]:
         with transaction.atomic():
@@ -42,7 +42,7 @@ async def test_a_database_call_publishes_from_the_loop_once_it_returns() -> None
 
     assert sent_while_in_the_thread is False
     assert await publication is True
-    event = await get_channel_layer().receive(channel)
+    event = await layer().receive(channel)
     assert (event["html"], event["seq"]) == ("<p>1</p>", 7)
 
 
@@ -58,7 +58,7 @@ async def test_nothing_leaves_from_a_database_call_whose_transaction_rolls_back(
     await realtime.database_call(roll_back)()
 
     await realtime.publish("publishing-test.2", "<p>marker</p>")
-    assert (await get_channel_layer().receive(channel))["html"] == "<p>marker</p>"
+    assert (await layer().receive(channel))["html"] == "<p>marker</p>"
 
 
 async def test_a_failed_publish_marks_the_layer_failed_and_says_so(settings) -> None:
