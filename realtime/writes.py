@@ -30,8 +30,8 @@ from twisted.internet import tcp
 
 from realtime import upstream
 
-TESTED_VERSIONS = {"twisted": "26.10.0"}
 # What `write_now` was written and tested against (realtime/upstream.py).
+TESTED_VERSIONS = {"twisted": "26.10.0"}
 
 # (Twisted's FileDescriptor.write is unannotated; this is how it is called here.)
 _buffered_write: Callable[[tcp.Connection, bytes], None] = tcp.Connection.write
