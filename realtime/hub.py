@@ -24,12 +24,12 @@ received), its events wait, as they did in a channel of its own: `hold()` and
 import asyncio
 import logging
 from collections import defaultdict
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from channels.consumer import get_handler_name
-from channels.layers import get_channel_layer
 
 from realtime import sockets
+from realtime.layers import channel_layer
 
 log = logging.getLogger(__name__)
 
@@ -47,31 +47,9 @@ class GroupSocket(Protocol):
         """Send `events` (all "hub.html"); `html` is their HTML joined."""
 
 
-class GroupLayer(Protocol):
-    """What the hub uses of a channel layer with the groups extension (channels' stubs
-    type only the base layer, whose new_channel takes no prefix)."""
-
-    group_expiry: int
-
-    async def new_channel(self, prefix: str = ...) -> str: ...
-    async def send(self, channel: str, message: Event) -> None: ...
-    async def receive(self, channel: str) -> Event: ...
-    async def group_add(self, group: str, channel: str) -> None: ...
-    async def group_discard(self, group: str, channel: str) -> None: ...
-    async def group_send(self, group: str, message: Event) -> None: ...
-
-
-def layer() -> GroupLayer:
-    """The configured channel layer (settings.CHANNEL_LAYERS; always a groups layer)."""
-    configured = get_channel_layer()
-    if configured is None:
-        raise RuntimeError("no channel layer is configured (settings.CHANNEL_LAYERS)")
-    return cast(GroupLayer, configured)
-
-
 async def group_send(group: str, event: Event) -> None:
     """Send `event` to every socket in `group`, in every process."""
-    await layer().group_send(group, {**event, "group": group})
+    await channel_layer().group_send(group, {**event, "group": group})
 
 
 class _Inbox:
@@ -80,7 +58,7 @@ class _Inbox:
     def __init__(self) -> None:
         loop = self.loop = asyncio.get_running_loop()
         self.closed = False
-        self.layer = layer()
+        self.layer = channel_layer()
         expiry = getattr(self.layer, "group_expiry", None) or GROUP_RENEW_SECONDS * 3
         self.renew_every = min(GROUP_RENEW_SECONDS, expiry / 3)
         self.members: dict[str, dict[GroupSocket, None]] = {}  # dicts: joining order
@@ -246,7 +224,7 @@ _inboxes: dict[asyncio.AbstractEventLoop, _Inbox] = {}
 def _here() -> _Inbox:
     loop = asyncio.get_running_loop()
     inbox = _inboxes.get(loop)
-    if inbox is None or inbox.layer is not layer():  # tests swap layers
+    if inbox is None or inbox.layer is not channel_layer():  # tests swap layers
         if inbox is not None:
             inbox.close()
         inbox = _inboxes[loop] = _Inbox()

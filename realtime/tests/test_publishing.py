@@ -8,7 +8,7 @@ from django.db import transaction
 import realtime
 from conftest import memory_layer
 from realtime import sockets
-from realtime.hub import layer
+from realtime.layers import channel_layer
 
 LAYER_DOWN = {
     "default": {
@@ -19,8 +19,8 @@ LAYER_DOWN = {
 
 
 async def listening(group: str) -> str:
-    channel = await layer().new_channel()
-    await layer().group_add(group, channel)
+    channel = await channel_layer().new_channel()
+    await channel_layer().group_add(group, channel)
     return channel
 
 
@@ -42,7 +42,7 @@ async def test_a_database_call_publishes_from_the_loop_once_it_returns() -> None
 
     assert sent_while_in_the_thread is False
     assert await publication is True
-    event = await layer().receive(channel)
+    event = await channel_layer().receive(channel)
     assert (event["html"], event["seq"]) == ("<p>1</p>", 7)
 
 
@@ -58,7 +58,7 @@ async def test_nothing_leaves_from_a_database_call_whose_transaction_rolls_back(
     await realtime.database_call(roll_back)()
 
     await realtime.publish("publishing-test.2", "<p>marker</p>")
-    assert (await layer().receive(channel))["html"] == "<p>marker</p>"
+    assert (await channel_layer().receive(channel))["html"] == "<p>marker</p>"
 
 
 async def test_a_failed_publish_marks_the_layer_failed_and_says_so(settings) -> None:
