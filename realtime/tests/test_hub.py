@@ -157,6 +157,11 @@ class ClosingSocket(FakeSocket):
         self.closed_with = code
 
 
+def hub_layer(**config: Any) -> dict[str, Any]:
+    """CHANNEL_LAYERS for the embedded default's layer with this CONFIG."""
+    return {"default": {"BACKEND": "realtime.layers.HubInMemoryChannelLayer", "CONFIG": config}}
+
+
 async def until(check: Any, timeout: float = 5) -> None:
     async with asyncio.timeout(timeout):
         while not check():
@@ -166,12 +171,7 @@ async def until(check: Any, timeout: float = 5) -> None:
 async def test_memberships_are_renewed_through_a_quiet_spell_longer_than_the_group_expiry(
     settings,
 ) -> None:
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "realtime.layers.HubInMemoryChannelLayer",
-            "CONFIG": {"group_expiry": 1},
-        }
-    }
+    settings.CHANNEL_LAYERS = hub_layer(group_expiry=1)
     early = FakeSocket()
     await hub.join("fanout-test.quiet", early)
 
@@ -200,12 +200,7 @@ async def test_a_burst_to_many_rooms_at_once_reaches_every_room() -> None:
 async def test_an_event_the_layer_drops_is_an_outage_that_resyncs(settings) -> None:
     from realtime import sockets
 
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "realtime.layers.HubInMemoryChannelLayer",
-            "CONFIG": {"hub_capacity": 3},
-        }
-    }
+    settings.CHANNEL_LAYERS = hub_layer(hub_capacity=3)
     socket = ClosingSocket()
     await hub.join("fanout-test.full", socket)
     sockets.open_sockets.add(socket)
