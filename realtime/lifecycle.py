@@ -67,10 +67,11 @@ not serve (the unit tests, through INSTALLED_APPS) the trigger never fires.
 import asyncio
 import functools
 import logging
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from django.conf import settings
 
 from realtime import upstream
 
@@ -81,9 +82,6 @@ CLOSE_SERVICE_RESTART = 1012
 # Codes a server may send in a close frame (RFC 6455 7.4.1 and the IANA registry):
 # 1004-1006 and 1015 are reserved, 1010 is for clients; 3000-4999 are for applications.
 SERVER_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014})
-# How long clients get to reconnect (elsewhere) before this process's users are
-# announced as leaving. Read from the environment: it matters only to this module.
-SHUTDOWN_GRACE = float(os.environ.get("CHAT_SHUTDOWN_GRACE", "2"))
 # Each step of the stop (closing, settling presence) gives up after this long.
 STEP_TIMEOUT = 10.0
 
@@ -245,9 +243,12 @@ def _stop_listening() -> None:
             reader.stopListening()
 
 
-async def graceful_stop(grace: float = SHUTDOWN_GRACE) -> None:
-    """Close this process's sockets with 1012, give them `grace` seconds to reconnect
-    elsewhere, then forget their presence. Never raises: the process is stopping anyway."""
+async def graceful_stop(grace: float | None = None) -> None:
+    """Close this process's sockets with 1012, give them `grace` seconds (default
+    settings.CHAT_SHUTDOWN_GRACE) to reconnect elsewhere, then run the shutdown hooks.
+    Never raises: the process is stopping anyway."""
+    if grace is None:
+        grace = settings.CHAT_SHUTDOWN_GRACE
     closed = 0
     try:
         closed = await asyncio.wait_for(_close_sockets(), STEP_TIMEOUT)
