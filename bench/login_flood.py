@@ -1,6 +1,6 @@
 """Measure a password-guessing flood against a real Daphne.
 
-    python -m accounts.measure_login_flood [--attempts 200] [--project DIR]
+    python -m bench.login_flood [--attempts 200] [--project DIR]
 
 Starts Daphne (production settings, so Django's real PBKDF2 hasher) on a fresh SQLite
 database of the project in DIR (default: this checkout; give an older checkout, e.g.
