@@ -406,6 +406,77 @@ def recent_messages(room: Room) -> RoomView:
     return RoomView(cursor, list(reversed(latest)))
 
 
+# A page of older history, and how many messages a permalink shows on each side.
+HISTORY_PAGE = 50
+AROUND_MESSAGE = 25
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """A stretch of a room's log, oldest first: `older` is the oldest message shown when
+    there are older ones (a page before it follows), `newer` the newest shown when there
+    are newer ones than the page shows; `focus` is the message a permalink is about, and
+    `latest` whether these are the room's newest (the room page itself)."""
+
+    messages: list[Message]
+    older: Message | None = None
+    newer: Message | None = None
+    focus: Message | None = None
+    latest: bool = False
+
+
+def has_older_messages(room: Room, messages: Sequence[Message]) -> Message | None:
+    """The oldest of `messages` if the room has messages before it (one index probe)."""
+    if not messages:
+        return None
+    oldest = messages[0]
+    return oldest if room.messages.filter(seq__lt=oldest.seq).exists() else None
+
+
+def _seq_of(room: Room, message_id: int) -> int:
+    """The seq of message `message_id` of this room; Message.DoesNotExist for one that
+    is not there (or is another room's)."""
+    return room.messages.filter(pk=message_id).values_list("seq", flat=True).get()
+
+
+def _before(room: Room, seq: int, count: int) -> tuple[list[Message], bool]:
+    # Keyset paging on the (room, seq) unique index: one more than asked, to learn
+    # whether there are older ones, and never an OFFSET however deep the page.
+    rows = list(
+        room.messages.select_related("author").filter(seq__lt=seq).order_by("-seq")[: count + 1]
+    )
+    return list(reversed(rows[:count])), len(rows) > count
+
+
+def messages_before(room: Room, message_id: int) -> HistoryPage:
+    """The HISTORY_PAGE messages before message `message_id` of this room (what
+    `?before=` shows). Raises Message.DoesNotExist for a message not in the room."""
+    page, more = _before(room, _seq_of(room, message_id), HISTORY_PAGE)
+    return HistoryPage(
+        page, older=page[0] if more and page else None, newer=page[-1] if page else None
+    )
+
+
+def messages_around(room: Room, message_id: int) -> HistoryPage:
+    """Message `message_id` of this room with up to AROUND_MESSAGE messages on each side
+    (a permalink). Raises Message.DoesNotExist for a message not in the room."""
+    focus = room.messages.select_related("author").get(pk=message_id)
+    before, more_before = _before(room, focus.seq, AROUND_MESSAGE)
+    after = list(
+        room.messages.select_related("author")
+        .filter(seq__gt=focus.seq)
+        .order_by("seq")[: AROUND_MESSAGE + 1]
+    )
+    more_after = len(after) > AROUND_MESSAGE
+    shown = [*before, focus, *after[:AROUND_MESSAGE]]
+    return HistoryPage(
+        shown,
+        older=shown[0] if more_before else None,
+        newer=shown[-1] if more_after else None,
+        focus=focus,
+    )
+
+
 @dataclass(frozen=True)
 class CatchUp:
     """Where a socket's catch-up ends: `cursor` is the room's sequence when it was read

@@ -1,3 +1,4 @@
+import re
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -6,15 +7,18 @@ from django.contrib.auth.models import User
 from django.core.paginator import InvalidPage
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rooms import presence, services
 from rooms.forms import ComposerForm, InviteForm, PrivateMessageForm, RoomNameForm
-from rooms.models import Room
+from rooms.models import Message, Room
 
 # The room page's sidebar lists at most this many of the user's rooms ("All rooms…" has
 # the rest): a page's size must not grow with how many rooms someone is in.
 SIDEBAR_ROOMS = 20
+# A message id in a URL: digits, short enough for a 64-bit integer column.
+MESSAGE_ID = re.compile(r"[0-9]{1,18}")
 
 
 class SignedInRequest(HttpRequest):
@@ -67,7 +71,40 @@ def room_detail(request: SignedInRequest, slug: str) -> HttpResponse:
     except Room.DoesNotExist:
         context = {"name": slug, "form": RoomNameForm(initial={"name": slug})}
         return render(request, "rooms/room_create.html", context, status=404)
-    return _render_room(request, room, ComposerForm())
+    if "before" not in request.GET:
+        return _render_room(request, room, ComposerForm())
+    try:
+        history = services.messages_before(room, _message_id(request.GET["before"]))
+    except Message.DoesNotExist:
+        raise Http404("No such message in this room.") from None
+    if request.headers.get("HX-Request") == "true":
+        # htmx asks for the page before the oldest message it shows: just those messages
+        # (and the link to the page before them), swapped in place of its link.
+        response = render(request, "rooms/room.html#older-page", {"room": room, "history": history})
+    else:
+        response = _render_room(request, room, ComposerForm(), history=history)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@login_required
+@require_GET
+def message_permalink(request: SignedInRequest, slug: str, message_id: int) -> HttpResponse:
+    """The room around one message, that message marked: the link on each message's time."""
+    room = _room_or_404(slug, request.user)
+    try:
+        history = services.messages_around(room, _message_id(str(message_id)))
+    except Message.DoesNotExist:
+        raise Http404("No such message in this room.") from None
+    return _render_room(request, room, ComposerForm(), history=history)
+
+
+def _message_id(value: str) -> int:
+    """A message id from the URL; Message.DoesNotExist (a 404) for anything else,
+    including numbers too big for the database's integers."""
+    if not MESSAGE_ID.fullmatch(value):
+        raise Message.DoesNotExist(f"not a message id: {value[:40]!r}")
+    return int(value)
 
 
 @login_required
@@ -92,12 +129,20 @@ def _render_room(
     error: str = "",
     invite_form: InviteForm | None = None,
     status: int = 200,
+    history: services.HistoryPage | None = None,
 ) -> HttpResponse:
     view = services.recent_messages(room)
+    if history is None:
+        history = services.HistoryPage(
+            view.messages, older=services.has_older_messages(room, view.messages), latest=True
+        )
     is_owner = room.visibility == Room.Visibility.PRIVATE and room.owner_id == request.user.pk
     context = {
         "room": room,
-        "messages": view.messages,
+        # A page of older history (or around a permalink) keeps the live socket: what
+        # arrives is appended after a link to the newest, past the gap.
+        "messages": history.messages,
+        "history": history,
         "cursor": view.cursor,
         "online_users": presence.online_users(room),
         "my_rooms": services.rooms_user_is_in(request.user, SIDEBAR_ROOMS),

@@ -1,0 +1,121 @@
+"""Older history and permalinks in a real browser: with JavaScript off the rel="prev"
+chain reaches message 1; with it, scrolling the log up loads older pages in place (htmx)
+while someone keeps posting; a permalink opens with its message marked and in view."""
+
+from typing import Any
+
+from playwright.sync_api import expect
+
+from e2e import servers
+from e2e.chat import ServerDatabase, expect_message, messages, wait_until
+from e2e.conftest import SignUp
+
+SEED = (
+    "import json, sys\n"
+    "from django.contrib.auth import get_user_model\n"
+    "from django.db import transaction\n"
+    "from rooms.models import Message, Room\n"
+    "data = json.load(sys.stdin)\n"
+    "author = get_user_model().objects.get(username=data['author'])\n"
+    "room, _ = Room.objects.get_or_create(slug=data['slug'], defaults={'owner': author})\n"
+    "with transaction.atomic():\n"
+    "    ids = [Message.objects.create(room=room, author=author, body=f'old {i}').pk\n"
+    "           for i in range(1, data['count'] + 1)]\n"
+    "print(json.dumps(ids))\n"
+)
+
+
+def seed(env: dict[str, str], slug: str, author: str, count: int) -> list[int]:
+    """`count` messages "old 1".."old <count>" by `author` in room `slug` (made if need be),
+    stored by the server's own models; their ids, oldest first."""
+    ids: list[int] = servers.run_shell(env, SEED, {"slug": slug, "author": author, "count": count})
+    return ids
+
+
+def shown_ids(page: Any) -> list[int]:
+    return [message["id"] for message in messages(page)]
+
+
+def test_without_javascript_the_prev_chain_reaches_message_1(
+    sign_up: SignUp, e2e_env: dict[str, str], room_slug: str
+) -> None:
+    reader = sign_up("plain", java_script_enabled=False)
+    ids = seed(e2e_env, room_slug, reader.username, 130)
+    page = reader.page
+    page.goto(f"{reader.base_url}/rooms/{room_slug}/")
+    pages = [shown_ids(page)]
+
+    while page.locator("a[rel=prev]").count():
+        with page.expect_navigation():
+            page.locator("a[rel=prev]").click()
+        expect(page.locator("nav.chat-newer")).to_be_visible()
+        pages.append(shown_ids(page))
+
+    assert [len(shown) for shown in pages] == [50, 50, 30]
+    assert [pk for shown in reversed(pages) for pk in shown] == ids
+    page.get_by_role("link", name="Jump to the newest").click()
+    expect(page).to_have_url(f"{reader.base_url}/rooms/{room_slug}/")
+    assert shown_ids(page) == ids[-50:]
+
+
+def test_scrolling_up_loads_older_pages_in_order_while_someone_posts(
+    sign_up: SignUp, e2e_env: dict[str, str], server_db: ServerDatabase, room_slug: str
+) -> None:
+    reader, poster = sign_up("reader"), sign_up("poster")
+    ids = seed(e2e_env, room_slug, poster.username, 130)
+    page = reader.open_room(room_slug)
+    poster.open_room(room_slug)
+    scroller = page.locator(".chat-scroll")
+    assert shown_ids(page) == ids[-50:]
+
+    # The first older page: the message at the top of the view stays where it was.
+    scroller.evaluate("el => { el.scrollTop = -el.scrollHeight; }")
+    top = page.locator(f"#message-{ids[-50]}")
+    y_before = top.bounding_box()["y"]  # type: ignore[index]
+    wait_until(page, lambda: len(shown_ids(page)) >= 100, "the first older page")
+    assert abs(top.bounding_box()["y"] - y_before) < 2  # type: ignore[index]
+
+    for n in range(1, 4):
+        poster.send(f"live {n}")
+        expect_message(page, poster.username, f"live {n}")
+        scroller.evaluate("el => { el.scrollTop = -el.scrollHeight; }")
+
+    def read_to_the_top() -> bool:
+        scroller.evaluate("el => { el.scrollTop = -el.scrollHeight; }")
+        return page.locator("a.chat-older").count() == 0 and len(shown_ids(page)) == 133
+
+    wait_until(page, read_to_the_top, "every older page, down to message 1")
+
+    stored = [pk for pk, _, _ in server_db.room_messages(room_slug)]
+    assert shown_ids(page) == stored
+    assert len(set(stored)) == 133 and stored[:130] == ids
+    expect(page.locator(f"#message-{ids[0]}")).to_be_in_viewport()
+
+
+def test_a_permalink_opens_with_its_message_marked_and_in_view(
+    sign_up: SignUp, e2e_env: dict[str, str], room_slug: str
+) -> None:
+    reader = sign_up("linker")
+    ids = seed(e2e_env, room_slug, reader.username, 130)
+    page = reader.page
+    target = ids[39]
+
+    page.goto(f"{reader.base_url}/rooms/{room_slug}/messages/{target}/#message-{target}")
+
+    marked = page.locator("[aria-current=true]")
+    expect(marked).to_have_count(1)
+    expect(marked).to_have_id(f"message-{target}")
+    expect(marked).to_be_in_viewport()
+    assert shown_ids(page) == ids[14:65]
+    expect(page.locator("a[rel=prev]")).to_have_attribute(
+        "href", f"/rooms/{room_slug}/?before={ids[14]}"
+    )
+
+    # Each message's time is its link: from the room page to the newest one's permalink.
+    reader.open_room(room_slug)
+    page.locator(f"#message-{ids[-1]} a.message-permalink").click()
+    expect(page).to_have_url(
+        f"{reader.base_url}/rooms/{room_slug}/messages/{ids[-1]}/#message-{ids[-1]}"
+    )
+    expect(page.locator(f"#message-{ids[-1]}")).to_have_attribute("aria-current", "true")
+    expect(page.locator(f"#message-{ids[-1]}")).to_be_in_viewport()
