@@ -119,3 +119,27 @@ def test_a_permalink_opens_with_its_message_marked_and_in_view(
     )
     expect(page.locator(f"#message-{ids[-1]}")).to_have_attribute("aria-current", "true")
     expect(page.locator(f"#message-{ids[-1]}")).to_be_in_viewport()
+
+
+def test_without_javascript_a_days_transcript_reads_whole_and_links_to_permalinks(
+    sign_up: SignUp, e2e_env: dict[str, str], room_slug: str
+) -> None:
+    reader = sign_up("printer", java_script_enabled=False)
+    ids = seed(e2e_env, room_slug, reader.username, 70)
+    page = reader.page
+    # From a permalink to its day (reached as a reader would, so the test needs no clock).
+    page.goto(f"{reader.base_url}/rooms/{room_slug}/messages/{ids[10]}/")
+    with page.expect_navigation():
+        page.locator("a.transcript-link").click()
+
+    expect(page.locator("h1")).to_contain_text(f"#{room_slug} on")
+    # The whole day on one page (more than a page of the room's history), in order.
+    transcript = page.locator("#transcript-log article.message").evaluate_all(
+        "els => els.map(el => Number(el.dataset.messageId))"
+    )
+    assert transcript == ids
+    assert page.locator("#composer").count() == 0
+    with page.expect_navigation():
+        page.locator(f"#message-{ids[42]} a.message-permalink").click()
+    expect(page.locator("[aria-current=true]")).to_have_attribute("id", f"message-{ids[42]}")
+    expect(page.locator(f"#message-{ids[42]} .message-body")).to_have_text("old 43")

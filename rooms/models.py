@@ -88,6 +88,11 @@ class Message(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq_unique")
         ]
+        # A day's transcript is a range of created_at within one room, and its previous
+        # and next days the nearest rows on either side: created_at's own index would
+        # walk every other room's messages of the day (or, for a quiet room, back
+        # through everyone's until one of this room's).
+        indexes = [models.Index(fields=["room", "created_at"], name="message_room_created_at")]
 
     def __str__(self) -> str:
         return f"{self.author} in {self.room}: {self.body[:40]}"

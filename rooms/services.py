@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from importlib import import_module
 from typing import Any, cast
 
@@ -474,6 +474,54 @@ def messages_around(room: Room, message_id: int) -> HistoryPage:
         older=shown[0] if more_before else None,
         newer=shown[-1] if more_after else None,
         focus=focus,
+    )
+
+
+@dataclass(frozen=True)
+class DayTranscript:
+    """One day of a room, oldest first, with the nearest days before and after it that
+    had messages (None where there is none)."""
+
+    day: date
+    messages: list[Message]
+    previous_day: date | None
+    next_day: date | None
+
+
+def day_bounds(day: date, zone: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """The instants `day` starts and ends in `zone` (the end excluded): 23 or 25 hours
+    apart on a day the clocks change."""
+    start = datetime.combine(day, datetime.min.time(), tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+    return start, end
+
+
+def day_transcript(room: Room, day: date, zone: tzinfo = UTC) -> DayTranscript:
+    """Every message of `room` on `day` in `zone`, by seq, and the neighbouring days that
+    had messages: three range queries on the (room, created_at) index."""
+    start, end = day_bounds(day, zone)
+    messages = list(
+        room.messages.select_related("author")
+        .filter(created_at__gte=start, created_at__lt=end)
+        .order_by("seq")
+    )
+    before = (
+        room.messages.filter(created_at__lt=start)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    after = (
+        room.messages.filter(created_at__gte=end)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    return DayTranscript(
+        day,
+        messages,
+        before.astimezone(zone).date() if before else None,
+        after.astimezone(zone).date() if after else None,
     )
 
 

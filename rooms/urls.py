@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from rooms import converters, views  # noqa: F401 (converters registers <username:>)
 
@@ -8,6 +8,13 @@ urlpatterns = [
     path("<str:slug>/", views.room_detail, name="detail"),
     path("<str:slug>/messages/", views.post_message, name="post"),
     path("<str:slug>/messages/<int:message_id>/", views.message_permalink, name="message"),
+    # A day as yyyy/mm/dd (zero-padded, so each day has one address); the view 404s a
+    # day that is no date (2026/02/30).
+    re_path(
+        r"^(?P<slug>[^/]+)/(?P<year>[0-9]{4})/(?P<month>[0-9]{2})/(?P<day>[0-9]{2})/$",
+        views.day_transcript,
+        name="transcript",
+    ),
     path("<str:slug>/members/", views.invite_member, name="invite"),
     path(
         "<str:slug>/members/<username:username>/remove/", views.remove_member, name="remove_member"

@@ -1,4 +1,5 @@
 import re
+from datetime import date
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -97,6 +98,22 @@ def message_permalink(request: SignedInRequest, slug: str, message_id: int) -> H
     except Message.DoesNotExist:
         raise Http404("No such message in this room.") from None
     return _render_room(request, room, ComposerForm(), history=history)
+
+
+@login_required
+@require_GET
+def day_transcript(
+    request: SignedInRequest, slug: str, year: str, month: str, day: str
+) -> HttpResponse:
+    """A whole (UTC) day of the room as one plain page: no socket, no composer; the page
+    to print or cite. Private rooms as for the room (404); a day that is no date, 404."""
+    room = _room_or_404(slug, request.user)
+    try:
+        when = date(int(year), int(month), int(day))
+    except ValueError:
+        raise Http404("No such day.") from None
+    transcript = services.day_transcript(room, when)
+    return render(request, "rooms/transcript.html", {"room": room, "transcript": transcript})
 
 
 def _message_id(value: str) -> int:
