@@ -1,6 +1,8 @@
 import unicodedata
+import zoneinfo
 from typing import Any
 
+from django import forms
 from django.contrib.auth.forms import UserCreationForm, UsernameField
 from django.core.exceptions import ValidationError
 
@@ -66,3 +68,19 @@ class TrustedUsernameMixin:
 class SignUpForm(TrustedUsernameMixin, UserCreationForm):
     class Meta(UserCreationForm.Meta):
         field_classes = {"username": TrustedUsernameField}
+
+
+def time_zone_names() -> list[str]:
+    """The IANA zones Python's zoneinfo knows, sorted; not "localtime", which names the
+    server's own /etc/localtime where the system provides it, not a zone."""
+    return sorted(zoneinfo.available_timezones() - {"localtime"})
+
+
+class PreferencesForm(forms.Form):
+    """The settings page: a time zone from the IANA database (as Python's zoneinfo knows it)."""
+
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        choices=lambda: [(zone, zone) for zone in time_zone_names()],
+        help_text="Times and days are shown in this zone.",
+    )

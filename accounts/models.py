@@ -62,3 +62,19 @@ class RecentSignUp(models.Model):
 
     def __str__(self) -> str:
         return f"sign-up from {self.address} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Preferences(models.Model):
+    """What a user chose about how pages look to them: for now, the time zone that page
+    renders use for times and day dividers (pushed messages are converted by the page)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="preferences",
+    )
+    time_zone = models.CharField(max_length=64, default="UTC")
+
+    def __str__(self) -> str:
+        return f"preferences of user {self.user_id}"

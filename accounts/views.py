@@ -1,15 +1,17 @@
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
+from django.views.decorators.http import require_http_methods
 from django.views.generic import CreateView
 
-from accounts import services
+from accounts import services, time_zones
 from accounts.addresses import client_address
-from accounts.forms import SignUpForm
+from accounts.forms import PreferencesForm, SignUpForm
 
 # The backend that checks passwords (the first one, django-axes's, only refuses).
 PASSWORD_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -70,3 +72,25 @@ class SignUpView(_CreateUserView):
             return self.form_invalid(form)
         login(self.request, self.object, backend=PASSWORD_BACKEND)
         return HttpResponseRedirect(self.get_success_url())
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest) -> HttpResponse:
+    """The settings page: the time zone pages are rendered in. A plain form; with
+    JavaScript, a first visit preselects the browser's zone (static/js/chat.js)."""
+    chosen = time_zones.has_chosen_time_zone(request.user)
+    form = PreferencesForm(
+        request.POST or None, initial={"time_zone": time_zones.time_zone_of(request.user)}
+    )
+    if form.is_valid():
+        time_zones.choose_time_zone(request.user, form.cleaned_data["time_zone"])
+        return HttpResponseRedirect(reverse("preferences") + "?saved=1")
+    context = {
+        "form": form,
+        "chosen": chosen,
+        "saved": "saved" in request.GET and not form.is_bound,
+    }
+    return render(
+        request, "accounts/preferences.html", context, status=400 if form.is_bound else 200
+    )

@@ -8,9 +8,11 @@ from django.contrib.auth.models import User
 from django.core.paginator import InvalidPage
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.time_zones import in_viewer_time_zone
 from rooms import presence, services
 from rooms.forms import ComposerForm, InviteForm, PrivateMessageForm, RoomNameForm
 from rooms.models import Message, Room
@@ -60,6 +62,7 @@ def room_list(request: SignedInRequest) -> HttpResponse:
 
 
 @login_required
+@in_viewer_time_zone
 @require_GET
 def room_detail(request: SignedInRequest, slug: str) -> HttpResponse:
     """The room; for a valid name with no room this user may enter, a 404 page that
@@ -75,13 +78,22 @@ def room_detail(request: SignedInRequest, slug: str) -> HttpResponse:
     if "before" not in request.GET:
         return _render_room(request, room, ComposerForm())
     try:
-        history = services.messages_before(room, _message_id(request.GET["before"]))
+        before = _message_id(request.GET["before"])
+        history = services.messages_before(room, before)
     except Message.DoesNotExist:
         raise Http404("No such message in this room.") from None
     if request.headers.get("HX-Request") == "true":
         # htmx asks for the page before the oldest message it shows: just those messages
-        # (and the link to the page before them), swapped in place of its link.
-        response = render(request, "rooms/room.html#older-page", {"room": room, "history": history})
+        # (and the link to the page before them), swapped in place of its link; the day
+        # of the message below them says whether its day divider is still needed.
+        following = room.messages.filter(pk=before).values_list("created_at", flat=True).get()
+        context = {
+            "room": room,
+            "history": history,
+            "following_pk": before,
+            "following_day": timezone.localtime(following).strftime("%Y-%m-%d"),
+        }
+        response = render(request, "rooms/room.html#older-page", context)
     else:
         response = _render_room(request, room, ComposerForm(), history=history)
     patch_vary_headers(response, ["HX-Request"])
@@ -89,6 +101,7 @@ def room_detail(request: SignedInRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@in_viewer_time_zone
 @require_GET
 def message_permalink(request: SignedInRequest, slug: str, message_id: int) -> HttpResponse:
     """The room around one message, that message marked: the link on each message's time."""
@@ -125,6 +138,7 @@ def _message_id(value: str) -> int:
 
 
 @login_required
+@in_viewer_time_zone
 @require_POST
 def post_message(request: SignedInRequest, slug: str) -> HttpResponse:
     """The composer without JavaScript: post, then back to the room (POST/redirect/GET)."""
@@ -172,6 +186,7 @@ def _render_room(
 
 
 @login_required
+@in_viewer_time_zone
 @require_POST
 def invite_member(request: SignedInRequest, slug: str) -> HttpResponse:
     room = _owned_private_room_or_404(slug, request.user)

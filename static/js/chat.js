@@ -1,4 +1,4 @@
-// The only JavaScript of our own: three small hooks around htmx's ws extension.
+// The only JavaScript of our own: small hooks around htmx's ws extension, local time.
 // Everything on screen is HTML the server renders; this file only tunes the socket.
 (function () {
   "use strict";
@@ -45,4 +45,57 @@
     const code = event.detail.event.code;
     document.body.dataset.socket = RETRIED.includes(code) ? "reconnecting" : "closed";
   });
+
+  // 4. Local time for pushed messages. A push is rendered once for everyone, in UTC
+  //    (<time datetime> and data-day); here its time is shown in the browser's zone, and
+  //    a copy of the page's #day-divider-template goes before it when its local day is
+  //    not that of the message before it. The page's own render is already local.
+  const localDay = new Intl.DateTimeFormat("en-CA", { year: "numeric", month: "2-digit", day: "2-digit" });
+  const localTime = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  const localDate = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
+  const localFull = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
+
+  function dayOf(message) {
+    const time = message.querySelector("time[datetime]");
+    return time ? localDay.format(new Date(time.getAttribute("datetime"))) : message.dataset.day;
+  }
+
+  function localise(message) {
+    const time = message.querySelector("time[datetime]");
+    if (!time) return;
+    const when = new Date(time.getAttribute("datetime"));
+    time.textContent = localTime.format(when);
+    time.title = localFull.format(when);
+    const messages = Array.from(document.querySelectorAll("#chat-log .message[data-day]"));
+    const before = messages[messages.indexOf(message) - 1];
+    const template = document.getElementById("day-divider-template");
+    if (template && (!before || dayOf(before) !== dayOf(message))) {
+      const divider = template.content.firstElementChild.cloneNode(true);
+      if (dayOf(message) !== localDay.format(new Date())) {
+        // Not today (a catch-up after a long night): the date itself.
+        const label = localDate.format(new Date(message.querySelector("time").getAttribute("datetime")));
+        divider.setAttribute("aria-label", label);
+        divider.firstElementChild.textContent = label;
+      }
+      message.before(divider);
+    }
+  }
+
+  const live = document.getElementById("chat-live");
+  if (live) {
+    new MutationObserver(function (changes) {
+      changes.forEach(function (change) {
+        change.addedNodes.forEach(function (node) {
+          if (node.nodeType === 1 && node.matches(".message[data-day]")) localise(node);
+        });
+      });
+    }).observe(live, { childList: true });
+  }
+
+  // 5. The settings page, before a first choice: preselect the browser's time zone.
+  const zone = document.querySelector("form[data-prefill-time-zone] select[name=time_zone]");
+  const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (zone && Array.from(zone.options).some(function (o) { return o.value === browserZone; })) {
+    zone.value = browserZone;
+  }
 })();

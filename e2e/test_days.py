@@ -1,0 +1,59 @@
+"""Days and local time in a real browser: a pushed message (rendered once, in UTC) shows
+its time in the reader's zone, and a day divider appears where the day changes."""
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from playwright.sync_api import expect
+
+from e2e import servers
+from e2e.chat import expect_message
+from e2e.conftest import SignUp
+
+SEED_YESTERDAY = (
+    "import json, sys\n"
+    "from datetime import timedelta\n"
+    "from django.contrib.auth import get_user_model\n"
+    "from django.utils import timezone\n"
+    "from rooms.models import Message, Room\n"
+    "data = json.load(sys.stdin)\n"
+    "author = get_user_model().objects.get(username=data['author'])\n"
+    "room, _ = Room.objects.get_or_create(slug=data['slug'], defaults={'owner': author})\n"
+    "message = Message.objects.create(room=room, author=author, body='from yesterday')\n"
+    "Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(days=1))\n"
+    "print(json.dumps(message.pk))\n"
+)
+READER_ZONE = "Asia/Tokyo"  # UTC+9 all year: its day differs from UTC's for 9 hours of each
+
+
+def test_a_pushed_message_shows_local_time_under_a_new_day(
+    sign_up: SignUp, e2e_env: dict[str, str], room_slug: str
+) -> None:
+    reader = sign_up("tokyo", timezone_id=READER_ZONE)
+    writer = sign_up("writer")
+    servers.run_shell(e2e_env, SEED_YESTERDAY, {"slug": room_slug, "author": writer.username})
+    page = reader.open_room(room_slug)
+    writer.open_room(room_slug)
+    expect(page.locator("#chat-log .day-divider")).to_have_count(1)  # yesterday's
+
+    writer.send("hello from today")
+    expect_message(page, writer.username, "hello from today")
+
+    pushed = page.locator("#chat-live .message").last
+    time = pushed.locator("time")
+    when = datetime.fromisoformat(time.get_attribute("datetime") or "")
+    assert when.utcoffset() is not None and when.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    local = when.astimezone(ZoneInfo(READER_ZONE))
+    expect(time).to_have_text(local.strftime("%H:%M"))
+    expect(time).to_have_attribute("title", re.compile(f"{local.day}.*{local.year}"))
+    divider = page.locator("#chat-live .day-divider")
+    expect(divider).to_have_count(1)
+    expect(divider).to_have_text("Today")
+    expect(divider).to_have_attribute("role", "separator")
+    # The divider stands right before the pushed message, and not before the next one.
+    assert pushed.evaluate("m => m.previousElementSibling.classList.contains('day-divider')")
+
+    writer.send("and again")
+    expect_message(page, writer.username, "and again")
+    expect(divider).to_have_count(1)
