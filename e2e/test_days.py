@@ -22,6 +22,8 @@ SEED_YESTERDAY = (
     "room, _ = Room.objects.get_or_create(slug=data['slug'], defaults={'owner': author})\n"
     "message = Message.objects.create(room=room, author=author, body='from yesterday')\n"
     "Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(days=1))\n"
+    "for i in range(data.get('today', 0)):\n"
+    "    Message.objects.create(room=room, author=author, body=f'today {i}')\n"
     "print(json.dumps(message.pk))\n"
 )
 READER_ZONE = "Asia/Tokyo"  # UTC+9 all year: its day differs from UTC's for 9 hours of each
@@ -57,3 +59,21 @@ def test_a_pushed_message_shows_local_time_under_a_new_day(
     writer.send("and again")
     expect_message(page, writer.username, "and again")
     expect(divider).to_have_count(1)
+
+
+def test_an_older_page_joins_the_days_without_a_second_divider(
+    sign_up: SignUp, e2e_env: dict[str, str], room_slug: str
+) -> None:
+    reader = sign_up("scroller")
+    servers.run_shell(
+        e2e_env, SEED_YESTERDAY, {"slug": room_slug, "author": reader.username, "today": 69}
+    )
+    page = reader.open_room(room_slug)
+    dividers = page.locator("#chat-log .day-divider")
+    expect(dividers).to_have_text(["Today"])
+
+    page.locator(".chat-scroll").evaluate("el => { el.scrollTop = -el.scrollHeight; }")
+    expect(page.locator("#chat-log .message")).to_have_count(70)
+
+    # The older page ends on today: the "Today" atop the first page went, its own came.
+    expect(dividers).to_have_text(["Yesterday", "Today"])
