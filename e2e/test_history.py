@@ -143,3 +143,52 @@ def test_without_javascript_a_days_transcript_reads_whole_and_links_to_permalink
         page.locator(f"#message-{ids[42]} a.message-permalink").click()
     expect(page.locator("[aria-current=true]")).to_have_attribute("id", f"message-{ids[42]}")
     expect(page.locator(f"#message-{ids[42]} .message-body")).to_have_text("old 43")
+
+
+PM_SEED = (
+    "import json, sys\n"
+    "from django.contrib.auth import get_user_model\n"
+    "from rooms.models import PrivateMessage\n"
+    "data = json.load(sys.stdin)\n"
+    "users = get_user_model().objects\n"
+    "one, two = users.get(username=data['one']), users.get(username=data['two'])\n"
+    "ids = [PrivateMessage.objects.create(sender=(one, two)[i % 2], recipient=(two, one)[i % 2],\n"
+    "                                     body=f'pm {i}').pk\n"
+    "       for i in range(1, data['count'] + 1)]\n"
+    "print(json.dumps(ids))\n"
+)
+
+
+def pm_ids(page: Any) -> list[int]:
+    ids: list[int] = page.locator("#pm-log article.message").evaluate_all(
+        "els => els.map(el => Number(el.dataset.pmId))"
+    )
+    return ids
+
+
+def test_without_javascript_a_conversation_opens_newest_pages_back_and_has_permalinks(
+    sign_up: SignUp, e2e_env: dict[str, str]
+) -> None:
+    reader = sign_up("pmreader", java_script_enabled=False)
+    writer = sign_up("pmwriter")
+    ids: list[int] = servers.run_shell(
+        e2e_env, PM_SEED, {"one": reader.username, "two": writer.username, "count": 75}
+    )
+    page = reader.page
+    page.goto(f"{reader.base_url}/messages/{writer.username}/")
+    pages = [pm_ids(page)]
+    while page.locator("a[rel=prev]").count():
+        with page.expect_navigation():
+            page.locator("a[rel=prev]").click()
+        pages.append(pm_ids(page))
+
+    assert [len(shown) for shown in pages] == [50, 25]
+    assert [pk for shown in reversed(pages) for pk in shown] == ids
+    with page.expect_navigation():
+        page.locator(f"#pm-{ids[3]} a.message-permalink").click()
+    marked = page.locator("[aria-current=true]")
+    expect(marked).to_have_attribute("id", f"pm-{ids[3]}")
+    expect(marked).to_be_in_viewport()
+    page.get_by_role("link", name="Jump to the newest").click()
+    expect(page).to_have_url(f"{reader.base_url}/messages/{writer.username}/")
+    assert pm_ids(page) == ids[-50:]

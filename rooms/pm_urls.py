@@ -6,4 +6,5 @@ app_name = "pm"
 urlpatterns = [
     path("", views.conversations, name="list"),
     path("<username:username>/", views.conversation, name="conversation"),
+    path("<username:username>/<int:pm_id>/", views.private_message_permalink, name="message"),
 ]

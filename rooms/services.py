@@ -616,6 +616,86 @@ def conversation(user: User, other: User) -> QuerySet[PrivateMessage]:
     ).select_related("sender", "recipient")
 
 
+@dataclass(frozen=True)
+class ConversationPage:
+    """A stretch of two people's private messages, oldest first, as HistoryPage is of a
+    room's: `older`/`newer` the first/last shown when there is more on that side, `focus`
+    a permalink's message, `latest` whether these are the newest."""
+
+    messages: list[PrivateMessage]
+    older: PrivateMessage | None = None
+    newer: PrivateMessage | None = None
+    focus: PrivateMessage | None = None
+    latest: bool = False
+
+
+def _conversation_sides(user: User, other: User) -> set[tuple[int, int]]:
+    # (sender, recipient) pairs: one when someone writes to themselves.
+    one, two = cast(int, user.pk), cast(int, other.pk)
+    return {(one, two), (two, one)}
+
+
+def _conversation_page(
+    user: User, other: User, count: int, *, before: int | None = None, after: int | None = None
+) -> tuple[list[PrivateMessage], bool]:
+    """Up to `count` of the pair's messages nearest to `before` (older ones) or `after`
+    (newer ones), oldest first, and whether there are more past them. One keyset query
+    per direction of the conversation, each a range on the (sender, recipient, id)
+    index with a LIMIT (an OR of the two would not stay on the index on PostgreSQL)."""
+    rows: list[PrivateMessage] = []
+    for sender_id, recipient_id in _conversation_sides(user, other):
+        side = PrivateMessage.objects.select_related("sender", "recipient").filter(
+            sender_id=sender_id, recipient_id=recipient_id
+        )
+        if after is not None:
+            rows += side.filter(pk__gt=after).order_by("pk")[: count + 1]
+        else:
+            if before is not None:
+                side = side.filter(pk__lt=before)
+            rows += side.order_by("-pk")[: count + 1]
+    newest_first = after is None
+    rows.sort(key=lambda pm: pm.pk, reverse=newest_first)
+    page = rows[:count]
+    return (list(reversed(page)) if newest_first else page), len(rows) > count
+
+
+def _private_message(user: User, other: User, pm_id: int) -> PrivateMessage:
+    """Private message `pm_id` if it is between these two; PrivateMessage.DoesNotExist
+    otherwise (another pair's, or none)."""
+    return conversation(user, other).get(pk=pm_id)
+
+
+def latest_private_messages(user: User, other: User) -> ConversationPage:
+    """The newest HISTORY_PAGE messages between the two (what the conversation opens at)."""
+    page, more = _conversation_page(user, other, HISTORY_PAGE)
+    return ConversationPage(page, older=page[0] if more else None, latest=True)
+
+
+def private_messages_before(user: User, other: User, pm_id: int) -> ConversationPage:
+    """The HISTORY_PAGE messages of the pair before `pm_id` (`?before=`). Raises
+    PrivateMessage.DoesNotExist for a message that is not between these two."""
+    pm = _private_message(user, other, pm_id)
+    page, more = _conversation_page(user, other, HISTORY_PAGE, before=pm.pk)
+    return ConversationPage(
+        page, older=page[0] if more and page else None, newer=page[-1] if page else None
+    )
+
+
+def private_messages_around(user: User, other: User, pm_id: int) -> ConversationPage:
+    """Message `pm_id` with up to AROUND_MESSAGE of the pair's messages on each side (a
+    permalink). Raises PrivateMessage.DoesNotExist for one not between these two."""
+    focus = _private_message(user, other, pm_id)
+    before, more_before = _conversation_page(user, other, AROUND_MESSAGE, before=focus.pk)
+    after, more_after = _conversation_page(user, other, AROUND_MESSAGE, after=focus.pk)
+    shown = [*before, focus, *after]
+    return ConversationPage(
+        shown,
+        older=shown[0] if more_before else None,
+        newer=shown[-1] if more_after else None,
+        focus=focus,
+    )
+
+
 # Rendering and fan-out ------------------------------------------------------------
 
 

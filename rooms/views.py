@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.time_zones import in_viewer_time_zone
 from rooms import presence, services
 from rooms.forms import ComposerForm, InviteForm, PrivateMessageForm, RoomNameForm
-from rooms.models import Message, Room
+from rooms.models import Message, PrivateMessage, Room
 
 # The room page's sidebar lists at most this many of the user's rooms ("All rooms…" has
 # the rest): a page's size must not grow with how many rooms someone is in.
@@ -234,10 +234,46 @@ def conversation(request: SignedInRequest, username: str) -> HttpResponse:
                 services.send_private_message(request.user, other, form.cleaned_data["body"])
                 return redirect("pm:conversation", username=other.username)
             status = 400
-    context = {
-        "other": other,
-        "private_messages": services.conversation(request.user, other),
-        "form": form,
-        "error": error,
-    }
+    if request.method == "GET" and "before" in request.GET:
+        try:
+            history = services.private_messages_before(
+                request.user, other, _pm_id(request.GET["before"])
+            )
+        except PrivateMessage.DoesNotExist:
+            raise Http404("No such message between you two.") from None
+    else:
+        history = services.latest_private_messages(request.user, other)
+    return _render_conversation(request, other, history, form, error=error, status=status)
+
+
+@login_required
+@require_GET
+def private_message_permalink(request: SignedInRequest, username: str, pm_id: int) -> HttpResponse:
+    """The conversation around one private message, that message marked. 404 for one
+    that is not between the viewer and `username`."""
+    other = get_object_or_404(get_user_model(), username=username, is_active=True)
+    try:
+        history = services.private_messages_around(request.user, other, _pm_id(str(pm_id)))
+    except PrivateMessage.DoesNotExist:
+        raise Http404("No such message between you two.") from None
+    return _render_conversation(request, other, history, PrivateMessageForm())
+
+
+def _render_conversation(
+    request: HttpRequest,
+    other: Any,
+    history: services.ConversationPage,
+    form: PrivateMessageForm,
+    *,
+    error: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    context = {"other": other, "history": history, "form": form, "error": error}
     return render(request, "rooms/conversation.html", context, status=status)
+
+
+def _pm_id(value: str) -> int:
+    """A private message id from the URL; PrivateMessage.DoesNotExist (a 404) otherwise."""
+    if not MESSAGE_ID.fullmatch(value):
+        raise PrivateMessage.DoesNotExist(f"not a message id: {value[:40]!r}")
+    return int(value)
