@@ -77,3 +77,23 @@ def test_an_older_page_joins_the_days_without_a_second_divider(
 
     # The older page ends on today: the "Today" atop the first page went, its own came.
     expect(dividers).to_have_text(["Yesterday", "Today"])
+
+
+def test_the_settings_page_offers_the_browsers_zone_and_pages_then_use_it(
+    sign_up: SignUp, e2e_env: dict[str, str], room_slug: str
+) -> None:
+    reader = sign_up("settler", timezone_id=READER_ZONE)
+    servers.run_shell(e2e_env, SEED_YESTERDAY, {"slug": room_slug, "author": reader.username})
+    page = reader.page
+    page.get_by_role("link", name="Settings").click()
+    expect(page.get_by_label("Time zone")).to_have_value(READER_ZONE)
+
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Saved.")
+    page.reload()  # chosen now: the page keeps it, no longer guessing
+    expect(page.get_by_label("Time zone")).to_have_value(READER_ZONE)
+
+    reader.open_room(room_slug)
+    time = page.locator("#chat-log .message time").first
+    when = datetime.fromisoformat(time.get_attribute("datetime") or "")
+    expect(time).to_have_text(when.astimezone(ZoneInfo(READER_ZONE)).strftime("%H:%M"))
