@@ -97,3 +97,24 @@ def test_the_settings_page_offers_the_browsers_zone_and_pages_then_use_it(
     time = page.locator("#chat-log .message time").first
     when = datetime.fromisoformat(time.get_attribute("datetime") or "")
     expect(time).to_have_text(when.astimezone(ZoneInfo(READER_ZONE)).strftime("%H:%M"))
+
+
+def test_a_pushed_private_message_shows_local_time_too(sign_up: SignUp, room_slug: str) -> None:
+    reader = sign_up("tokyopm", timezone_id=READER_ZONE)
+    writer = sign_up("pmwriter")
+    page = reader.open_room(room_slug)
+    writer.open_room(room_slug)
+
+    writer.send(f"/pm {reader.username} a private hello")
+
+    pushed = page.locator(f'#chat-live .message--private[data-sender="{writer.username}"]')
+    expect(pushed.locator(".message-body")).to_have_text("a private hello")
+    time = pushed.locator("time")
+    when = datetime.fromisoformat(time.get_attribute("datetime") or "")
+    assert when.utcoffset() is not None and when.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    local = when.astimezone(ZoneInfo(READER_ZONE))
+    expect(time).to_have_text(local.strftime("%H:%M"))
+    expect(time).to_have_attribute("title", re.compile(f"{local.day}.*{local.year}"))
+    # The first message in the log: a divider stands right before it.
+    expect(page.locator("#chat-live .day-divider")).to_have_count(1)
+    assert pushed.evaluate("m => m.previousElementSibling.classList.contains('day-divider')")

@@ -114,19 +114,23 @@ def message_permalink(request: SignedInRequest, slug: str, message_id: int) -> H
 
 
 @login_required
+@in_viewer_time_zone
 @require_GET
 def day_transcript(
     request: SignedInRequest, slug: str, year: str, month: str, day: str
 ) -> HttpResponse:
-    """A whole (UTC) day of the room as one plain page: no socket, no composer; the page
-    to print or cite. Private rooms as for the room (404); a day that is no date, 404."""
+    """A whole day of the room, in the viewer's zone, as one plain page: no socket, no
+    composer; the page to print or cite. Private rooms as for the room (404); a day that
+    is no date, 404."""
     room = _room_or_404(slug, request.user)
     try:
         when = date(int(year), int(month), int(day))
     except ValueError:
         raise Http404("No such day.") from None
-    transcript = services.day_transcript(room, when)
-    return render(request, "rooms/transcript.html", {"room": room, "transcript": transcript})
+    zone = timezone.get_current_timezone()
+    transcript = services.day_transcript(room, when, zone)
+    context = {"room": room, "transcript": transcript, "transcript_zone": str(zone)}
+    return render(request, "rooms/transcript.html", context)
 
 
 def _message_id(value: str) -> int:
@@ -219,6 +223,7 @@ def conversations(request: SignedInRequest) -> HttpResponse:
 
 
 @login_required
+@in_viewer_time_zone
 @require_http_methods(["GET", "POST"])
 def conversation(request: SignedInRequest, username: str) -> HttpResponse:
     other = get_object_or_404(get_user_model(), username=username, is_active=True)
@@ -247,6 +252,7 @@ def conversation(request: SignedInRequest, username: str) -> HttpResponse:
 
 
 @login_required
+@in_viewer_time_zone
 @require_GET
 def private_message_permalink(request: SignedInRequest, username: str, pm_id: int) -> HttpResponse:
     """The conversation around one private message, that message marked. 404 for one

@@ -2,12 +2,14 @@
 (oldest first), `?before=<pm id>` pages back (a keyset on (sender, recipient, id)), and
 /messages/<user>/<pm id>/ is a permalink; a message between other people is a 404."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from accounts.models import Preferences
 from rooms import services
 from rooms.models import PrivateMessage
 from rooms.tests import fragments
@@ -183,3 +185,101 @@ def test_a_conversation_with_oneself_shows_each_message_once(login, alice) -> No
     document = page(login(alice).get("/messages/alice/"))
 
     assert len(set(shown_ids(document))) == len(shown_ids(document)) == 50
+
+
+# Days and local time, as in rooms ------------------------------------------------------
+
+
+def dated(sender: Any, recipient: Any, *moments: datetime) -> list[PrivateMessage]:
+    """Private messages at these UTC moments (created_at is auto_now_add: set afterwards)."""
+    made = []
+    for moment in moments:
+        pm = PrivateMessage.objects.create(sender=sender, recipient=recipient, body=f"{moment}")
+        PrivateMessage.objects.filter(pk=pm.pk).update(created_at=moment)
+        made.append(pm)
+    return made
+
+
+def conversation_log(response: Any) -> list[str]:
+    """The conversation in order: "day <data-day> <label>" and "pm <shown time>"."""
+    shown = []
+    for element in page(response).one_by_id("pm-log").top_level:
+        if "day-divider" in (element.attrs.get("class") or ""):
+            shown.append(f"day {element.attr('data-day')} {element.attr('aria-label')}")
+        elif element.tag == "article":
+            shown.append(f"pm {element.one('time').text.strip()}")
+    return shown
+
+
+def choose(user: Any, zone: str) -> None:
+    Preferences.objects.update_or_create(user=user, defaults={"time_zone": zone})
+
+
+def test_pm_dividers_at_a_day_boundary_follow_each_viewers_zone(
+    alice_client, login, alice, bob
+) -> None:
+    first, _ = dated(
+        alice,
+        bob,
+        datetime(2026, 3, 10, 23, 59, tzinfo=UTC),
+        datetime(2026, 3, 11, 0, 0, tzinfo=UTC),
+    )
+    choose(bob, "Asia/Tokyo")
+    bob_client = login(bob)
+
+    utc_view = [
+        "day 2026-03-10 Tuesday 10 March 2026",
+        "pm 23:59",
+        "day 2026-03-11 Wednesday 11 March 2026",
+        "pm 00:00",
+    ]
+    tokyo_view = ["day 2026-03-11 Wednesday 11 March 2026", "pm 08:59", "pm 09:00"]
+    assert conversation_log(alice_client.get("/messages/bob/")) == utc_view
+    assert conversation_log(bob_client.get("/messages/alice/")) == tokyo_view
+    # The permalink page and older pages render in the viewer's zone too.
+    assert conversation_log(bob_client.get(f"/messages/alice/{first.pk}/")) == tokyo_view
+    choose(alice, "America/New_York")  # UTC-4 since 8 March
+    assert conversation_log(alice_client.get(f"/messages/bob/{first.pk}/")) == [
+        "day 2026-03-10 Tuesday 10 March 2026",
+        "pm 19:59",
+        "pm 20:00",
+    ]
+
+
+def test_an_older_pm_page_starts_with_its_days_divider(alice_client, alice, bob) -> None:
+    dated(alice, bob, *(datetime(2026, 3, 10, 12, i, tzinfo=UTC) for i in range(51)))
+    newest = PrivateMessage.objects.order_by("-pk").first()
+    assert newest is not None
+
+    log = conversation_log(alice_client.get(f"/messages/bob/?before={newest.pk}"))
+
+    assert log[0] == "day 2026-03-10 Tuesday 10 March 2026"
+    assert log.count("day 2026-03-10 Tuesday 10 March 2026") == 1 and len(log) == 51
+
+
+def test_pm_times_carry_utc_in_their_markup_and_the_full_local_date_on_hover(
+    alice_client, alice, bob
+) -> None:
+    (pm,) = dated(bob, alice, datetime(2026, 3, 29, 23, 30, tzinfo=UTC))
+    choose(alice, "Europe/London")
+
+    article = page(alice_client.get("/messages/bob/")).one_by_id(f"pm-{pm.pk}")
+
+    time = article.one("time")
+    assert article.attr("data-day") == "2026-03-29"  # UTC, for the page's script
+    assert article.attr("data-pm-id") == str(pm.pk)
+    assert time.attr("datetime") == "2026-03-29T23:30:00+00:00"
+    assert time.attr("title") == "Monday 30 March 2026, 00:30 BST"
+    assert time.text.strip() == "00:30"
+
+
+def test_a_pushed_private_message_is_in_utc_for_the_page_to_convert(alice, bob) -> None:
+    (pm,) = dated(alice, bob, datetime(2026, 3, 29, 23, 30, tzinfo=UTC))
+    pm.refresh_from_db()
+    choose(alice, "Europe/London")  # a push is rendered once for both: never in a zone
+
+    article = fragments.parse(services.render_fragment("private-message-oob", pm=pm)).one("article")
+
+    assert article.attr("data-day") == "2026-03-29"
+    assert article.one("time").attr("datetime") == "2026-03-29T23:30:00+00:00"
+    assert article.one("time").text.strip() == "23:30"

@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from accounts.models import Preferences
 from rooms import services
 from rooms.models import Message, Room
 from rooms.tests import fragments
@@ -218,3 +219,36 @@ def test_a_permalink_links_to_its_days_transcript(alice_client, lobby, alice) ->
     document = page(alice_client.get(f"/rooms/lobby/messages/{message.pk}/"))
 
     assert document.one("a", class_="transcript-link").attr("href") == "/rooms/lobby/2026/11/26/"
+
+
+def choose(user: Any, zone: str) -> None:
+    Preferences.objects.update_or_create(user=user, defaults={"time_zone": zone})
+
+
+def test_the_transcript_page_is_the_viewers_day(alice_client, lobby, alice) -> None:
+    post_at(lobby, alice, at(25, 14, 59), "25th in Tokyo")
+    post_at(lobby, alice, at(25, 20), "26th in Tokyo, 25th in UTC")
+    post_at(lobby, alice, at(26, 16), "27th in Tokyo, 26th in UTC")
+
+    utc_page = page(alice_client.get("/rooms/lobby/2026/11/26/"))
+    assert shown(utc_page) == ["27th in Tokyo, 26th in UTC"]
+    assert "times in UTC" in utc_page.text
+    choose(alice, "Asia/Tokyo")
+    tokyo_page = page(alice_client.get("/rooms/lobby/2026/11/26/"))
+
+    assert shown(tokyo_page) == ["26th in Tokyo, 25th in UTC"]
+    assert tokyo_page.one("article", class_="message").one("time").text.strip() == "05:00"
+    assert "times in Asia/Tokyo" in tokyo_page.text
+    assert day_link(tokyo_page, "prev") == "/rooms/lobby/2026/11/25/"
+    assert day_link(tokyo_page, "next") == "/rooms/lobby/2026/11/27/"
+
+
+def test_a_permalinks_day_link_is_the_viewers_day(alice_client, lobby, alice) -> None:
+    message = post_at(lobby, alice, at(25, 20), "the 26th in Tokyo")
+    choose(alice, "Asia/Tokyo")
+
+    document = page(alice_client.get(f"/rooms/lobby/messages/{message.pk}/"))
+
+    link = document.one("a", class_="transcript-link")
+    assert link.attr("href") == "/rooms/lobby/2026/11/26/"
+    assert "26 Nov 2026" in link.text

@@ -49,7 +49,8 @@
   // 4. Local time for pushed messages. A push is rendered once for everyone, in UTC
   //    (<time datetime> and data-day); here its time is shown in the browser's zone, and
   //    a copy of the page's #day-divider-template goes before it when its local day is
-  //    not that of the message before it. The page's own render is already local.
+  //    not that of the message before it. Room and private messages alike
+  //    (.message--private carries data-day too). The page's own render is already local.
   const localDay = new Intl.DateTimeFormat("en-CA", { year: "numeric", month: "2-digit", day: "2-digit" });
   const localTime = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
   const localDate = new Intl.DateTimeFormat(undefined, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
