@@ -5,7 +5,7 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from playwright.sync_api import expect
+from playwright.sync_api import Locator, expect
 
 from e2e import servers
 from e2e.chat import expect_message
@@ -29,6 +29,15 @@ SEED_YESTERDAY = (
 READER_ZONE = "Asia/Tokyo"  # UTC+9 all year: its day differs from UTC's for 9 hours of each
 
 
+def expect_local_time(time: Locator) -> None:
+    """A pushed <time>: UTC in its markup, shown (and titled) in the reader's zone."""
+    when = datetime.fromisoformat(time.get_attribute("datetime") or "")
+    assert when.utcoffset() is not None and when.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    local = when.astimezone(ZoneInfo(READER_ZONE))
+    expect(time).to_have_text(local.strftime("%H:%M"))
+    expect(time).to_have_attribute("title", re.compile(f"{local.day}.*{local.year}"))
+
+
 def test_a_pushed_message_shows_local_time_under_a_new_day(
     sign_up: SignUp, e2e_env: dict[str, str], room_slug: str
 ) -> None:
@@ -43,12 +52,7 @@ def test_a_pushed_message_shows_local_time_under_a_new_day(
     expect_message(page, writer.username, "hello from today")
 
     pushed = page.locator("#chat-live .message").last
-    time = pushed.locator("time")
-    when = datetime.fromisoformat(time.get_attribute("datetime") or "")
-    assert when.utcoffset() is not None and when.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
-    local = when.astimezone(ZoneInfo(READER_ZONE))
-    expect(time).to_have_text(local.strftime("%H:%M"))
-    expect(time).to_have_attribute("title", re.compile(f"{local.day}.*{local.year}"))
+    expect_local_time(pushed.locator("time"))
     divider = page.locator("#chat-live .day-divider")
     expect(divider).to_have_count(1)
     expect(divider).to_have_text("Today")
@@ -109,12 +113,7 @@ def test_a_pushed_private_message_shows_local_time_too(sign_up: SignUp, room_slu
 
     pushed = page.locator(f'#chat-live .message--private[data-sender="{writer.username}"]')
     expect(pushed.locator(".message-body")).to_have_text("a private hello")
-    time = pushed.locator("time")
-    when = datetime.fromisoformat(time.get_attribute("datetime") or "")
-    assert when.utcoffset() is not None and when.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
-    local = when.astimezone(ZoneInfo(READER_ZONE))
-    expect(time).to_have_text(local.strftime("%H:%M"))
-    expect(time).to_have_attribute("title", re.compile(f"{local.day}.*{local.year}"))
+    expect_local_time(pushed.locator("time"))
     # The first message in the log: a divider stands right before it.
     expect(page.locator("#chat-live .day-divider")).to_have_count(1)
     assert pushed.evaluate("m => m.previousElementSibling.classList.contains('day-divider')")
