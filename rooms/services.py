@@ -392,18 +392,20 @@ class RoomView:
 
     cursor: int
     messages: list[Message]
+    older: Message | None = None  # the oldest shown, when the room has older ones
+
+
+def room_cursor(room: Room) -> int:
+    """The room's sequence as committed now: every change up to it can be read."""
+    return Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).get()
 
 
 def recent_messages(room: Room) -> RoomView:
     # The cursor first: a message stored between the two queries is then newer than
     # the cursor, and the socket's catch-up brings it.
-    cursor = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).get()
-    latest = (
-        room.messages.select_related("author")
-        .filter(seq__lte=cursor)
-        .order_by("-seq")[: settings.CHAT_HISTORY_LENGTH]
-    )
-    return RoomView(cursor, list(reversed(latest)))
+    cursor = room_cursor(room)
+    page, more = _before(room, cursor + 1, settings.CHAT_HISTORY_LENGTH)
+    return RoomView(cursor, page, older=page[0] if more and page else None)
 
 
 # A page of older history, and how many messages a permalink shows on each side.
@@ -423,14 +425,6 @@ class HistoryPage:
     newer: Message | None = None
     focus: Message | None = None
     latest: bool = False
-
-
-def has_older_messages(room: Room, messages: Sequence[Message]) -> Message | None:
-    """The oldest of `messages` if the room has messages before it (one index probe)."""
-    if not messages:
-        return None
-    oldest = messages[0]
-    return oldest if room.messages.filter(seq__lt=oldest.seq).exists() else None
 
 
 def _seq_of(room: Room, message_id: int) -> int:
@@ -545,7 +539,7 @@ class CatchUp:
 def catch_up(room: Room, after: int, have: frozenset[int] = frozenset()) -> CatchUp:
     """How far a page that has everything up to `after` (plus the `have` above it) is
     behind. A cursor past the room's end (a bad client) counts as the end."""
-    cursor = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).get()
+    cursor = room_cursor(room)
     after = min(after, cursor)
     have = frozenset(seq for seq in have if after < seq <= cursor)
     held = dict(room.messages.filter(seq__in=have).values_list("seq", "pk")) if have else {}

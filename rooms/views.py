@@ -166,11 +166,12 @@ def _render_room(
     status: int = 200,
     history: services.HistoryPage | None = None,
 ) -> HttpResponse:
-    view = services.recent_messages(room)
     if history is None:
-        history = services.HistoryPage(
-            view.messages, older=services.has_older_messages(room, view.messages), latest=True
-        )
+        view = services.recent_messages(room)
+        cursor = view.cursor
+        history = services.HistoryPage(view.messages, older=view.older, latest=True)
+    else:
+        cursor = services.room_cursor(room)  # (older pages and permalinks stay live too)
     is_owner = room.visibility == Room.Visibility.PRIVATE and room.owner_id == request.user.pk
     context = {
         "room": room,
@@ -178,7 +179,7 @@ def _render_room(
         # arrives is appended after a link to the newest, past the gap.
         "messages": history.messages,
         "history": history,
-        "cursor": view.cursor,
+        "cursor": cursor,
         "online_users": presence.online_users(room),
         "my_rooms": services.rooms_user_is_in(request.user, SIDEBAR_ROOMS),
         "form": form,
