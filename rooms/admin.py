@@ -1,6 +1,8 @@
+from typing import Any
+
 from django.contrib import admin
 
-from rooms.models import Connection, Message, PrivateMessage, Room
+from rooms.models import Connection, Message, MessageRevision, PrivateMessage, Room
 
 
 @admin.register(Room)
@@ -12,10 +14,34 @@ class RoomAdmin(admin.ModelAdmin):
     filter_horizontal = ["members"]
 
 
+class RevisionInline(admin.TabularInline):
+    """Earlier versions of an edited message: staff see what it said before."""
+
+    model = MessageRevision
+    fields = ("written_at", "replaced_at", "body")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["id", "room", "author", "short_body", "created_at"]
+    list_display = ["id", "room", "author", "short_body", "created_at", "edited_at", "deleted_at"]
     list_filter = ["room"]
+    # Edits and deletions go through the chat (rooms/changes.py): they take the room's
+    # sequence number and reach every open page. Saved here they would do neither.
+    readonly_fields = ["seq", "changed_seq", "edited_at", "deleted_at"]
+    inlines = [RevisionInline]
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> list[str]:
+        return [*self.readonly_fields, "body", "room", "author", "reply_to"] if obj else []
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
     search_fields = ["body", "author__username", "room__slug"]
     list_select_related = ["room", "author"]
     autocomplete_fields = ["room", "author"]

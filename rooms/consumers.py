@@ -111,21 +111,24 @@ class RoomConsumer(HubSocket):
         have = _int_set_param(self.scope, "have", limit=settings.CHAT_CATCHUP_LIMIT)
         state = await database_sync_to_async(services.catch_up)(room, after, have)
         self.caught_up_to = state.cursor
-        position, budget = state.after, settings.CHAT_SOCKET_MAX_BUFFERED_BYTES // 2
+        budget, sent = settings.CHAT_SOCKET_MAX_BUFFERED_BYTES // 2, 0
+        position: services.CatchUpPosition | None = None
         complete = not state.too_long
-        while complete and position < state.cursor:
-            frames = await database_sync_to_async(services.catch_up_frames)(room, position, state)
-            if not frames:
-                break  # (what is left the page holds already)
-            for frame, ends_at in frames:
+        while complete and sent < state.missed:
+            frames, position = await database_sync_to_async(services.catch_up_frames)(
+                room, state, position
+            )
+            for frame, count in frames:
                 budget -= len(frame.encode())
                 if budget < 0:
                     complete = False
                     break
                 await self.send(text_data=frame)
-                position = ends_at
+                sent += count
+            if position is None:
+                break
         if not complete:
-            missed = state.cursor - position - sum(1 for seq in state.held if seq > position)
+            missed = state.missed - sent
             await self.send(text_data=await self.render("catch-up-gap", missed=missed))
         # The cursor and the online list: a page rendered before someone's socket opened
         # and whose own socket opened after their "joined" went out would miss them.
@@ -165,7 +168,9 @@ class RoomConsumer(HubSocket):
             await self.send(text_data=self.composer(error=str(error)))
             return
         if too_fast := services.sending_too_fast(self.user.pk):
-            await self.send(text_data=self.composer(data, error=too_fast.error))
+            # (kept as it was, its reply too: that is a query, hence the thread)
+            reply = await database_sync_to_async(self.composer)(data, error=too_fast.error)
+            await self.send(text_data=reply)
             return
         submitted = await realtime.database_call(self.submit)(self.room, data)
         if isinstance(submitted, services.Denied):
@@ -212,7 +217,11 @@ class RoomConsumer(HubSocket):
                 )
             return self._empty_composer
         form = form or ComposerForm(initial=data)
-        return services.render_fragment("composer", room=self.room, form=form, error=error)
+        reply_to = form["reply_to"].value()
+        reply = services.reply_target(self.room, str(reply_to)) if reply_to and self.room else None
+        return services.render_fragment(
+            "composer", room=self.room, form=form, error=error, reply=reply
+        )
 
     # Access re-checked where it changes ------------------------------------------------
 

@@ -51,6 +51,16 @@ class RoomNameForm(forms.Form):
             self.data = data
 
 
+class MessageTextField(forms.CharField):
+    """A message's text: stripped at both ends (CharField), its line breaks kept, as "\n"
+    however they came (a browser posts a textarea's as "\r\n"), so that the length limit
+    counts a line break once, as the textarea's maxlength does."""
+
+    def to_python(self, value: Any) -> str:
+        text: str = super().to_python(value)
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 class ComposerForm(forms.Form):
     """What a user types into a room: a message, or `/pm <username> <text>`.
 
@@ -58,7 +68,7 @@ class ComposerForm(forms.Form):
     message, None for a room message).
     """
 
-    body = forms.CharField(
+    body = MessageTextField(
         label="Message",
         max_length=MAX_LENGTH,
         error_messages={
@@ -66,7 +76,17 @@ class ComposerForm(forms.Form):
             "max_length": f"That message is too long: the limit is {MAX_LENGTH:,} characters "
             "(it has %(show_value)d).",
         },
-        widget=forms.TextInput(attrs={"autocomplete": "off", "placeholder": "Message"}),
+        widget=forms.Textarea(attrs={"rows": 2, "autocomplete": "off", "placeholder": "Message"}),
+    )
+
+    # The message this one answers (the composer's reply, `?reply=`): an id of the same
+    # room's, checked where the room is known (services.submit_composer).
+    reply_to = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        widget=forms.HiddenInput,
+        error_messages={"invalid": "That reply does not point at a message: cancel it."},
     )
 
     def clean(self) -> dict[str, Any]:
@@ -124,7 +144,16 @@ def decode_composer_frame(text: str) -> dict[str, str]:
         body.encode("utf-8")
     except UnicodeEncodeError:
         raise FrameError("That message could not be read (it was not valid text).") from None
-    return {"body": body}
+    reply_to = data.get("reply_to", "")
+    if not isinstance(reply_to, str):
+        raise FrameError("That message could not be read (“reply_to” must be text).")
+    return {"body": body, "reply_to": reply_to}
+
+
+class MessageEditForm(forms.Form):
+    """A message's new text: validated as the composer's is (no /pm: it is just text)."""
+
+    body = ComposerForm.base_fields["body"]
 
 
 class PrivateMessageForm(forms.Form):

@@ -38,10 +38,11 @@ class Room(models.Model):
         help_text="Who may enter a private room (the owner always may).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    # The room's change counter: every message (and, later, every change to one) takes
-    # the next number under this row's lock, in the transaction that stores it. So
-    # numbers commit in order, and a reader that sees N committed has seen 1..N-1 too:
-    # the cursor a page catches up from (services.post_message, README "Nothing lost").
+    # The room's change counter: every message, and every change to one (an edit, a
+    # deletion, a reaction), takes the next number under this row's lock, in the
+    # transaction that stores it. So numbers commit in order, and a reader that sees N
+    # committed has seen 1..N-1 too: the cursor a page catches up from
+    # (services.post_message, rooms/changes.py, README "Nothing lost").
     last_seq = models.PositiveBigIntegerField(default=0, editable=False)
 
     class Meta:
@@ -82,6 +83,18 @@ class Message(models.Model):
     # Its place in the room's sequence (Room.last_seq). Not the id: ids are taken at
     # insert and can commit out of order on PostgreSQL, so "after id N" could skip one.
     seq = models.PositiveBigIntegerField(editable=False)
+    # The room's sequence number of its latest change (its own seq until it changes): a
+    # page behind cursor N is sent the current state of every message changed after N.
+    changed_seq = models.PositiveBigIntegerField(editable=False)
+    edited_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # A deleted message keeps its row, without its text, as a tombstone: pages that
+    # showed it learn of the deletion (by its changed_seq) and history skips it.
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    # Its reactions, summed up for its partial (services.attach_reactions sets it).
+    reaction_summary: list[Any]
 
     class Meta:
         ordering = ["id"]
@@ -92,7 +105,11 @@ class Message(models.Model):
         # and next days the nearest rows on either side: created_at's own index would
         # walk every other room's messages of the day (or, for a quiet room, back
         # through everyone's until one of this room's).
-        indexes = [models.Index(fields=["room", "created_at"], name="message_room_created_at")]
+        indexes = [
+            models.Index(fields=["room", "created_at"], name="message_room_created_at"),
+            # A catch-up's "changed after N" (rooms/services.py catch_up_changes).
+            models.Index(fields=["room", "changed_seq"], name="message_room_changed_seq"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.author} in {self.room}: {self.body[:40]}"
@@ -104,8 +121,45 @@ class Message(models.Model):
             super().save(*args, **kwargs)
             return
         with transaction.atomic():
-            self.seq = Room.take_seq(self.room_id)
+            self.seq = self.changed_seq = Room.take_seq(self.room_id)
             super().save(*args, **kwargs)
+
+
+class MessageRevision(models.Model):
+    """A message's text as it was before an edit: for staff, in the admin."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="revisions")
+    body = models.TextField()
+    written_at = models.DateTimeField()  # when this text was posted, or last edited
+    replaced_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["message", "replaced_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} before {self.replaced_at:%Y-%m-%d %H:%M}"
+
+
+class Reaction(models.Model):
+    """One person's reaction to a message: an emoji from the palette or a short text."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reactions"
+    )
+    emoji = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "user", "emoji"], name="reaction_once_per_person"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.emoji} {self.message_id}"
 
 
 class PrivateMessage(models.Model):

@@ -50,6 +50,7 @@ from rooms.models import (
     ROOM_SLUG_PATTERN,
     Message,
     PrivateMessage,
+    Reaction,
     Room,
     validate_room_slug,
 )
@@ -400,12 +401,67 @@ def room_cursor(room: Room) -> int:
     return Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).get()
 
 
+@dataclass(frozen=True)
+class ReactionSummary:
+    """One reaction on a message: who gave it, in the order they did."""
+
+    emoji: str
+    usernames: list[str]
+
+    @property
+    def count(self) -> int:
+        return len(self.usernames)
+
+    @property
+    def who(self) -> str:
+        """Who reacted, for the hover text and screen readers ("ann, bob and 3 others")."""
+        names = self.usernames
+        if len(names) > 3:
+            others = len(names) - 3
+            return f"{', '.join(names[:3])} and {others} other{'' if others == 1 else 's'}"
+        if len(names) == 1:
+            return names[0]
+        return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def attach_reactions(messages: Sequence[Message]) -> None:
+    """Give each message its `reaction_summary` (what its partial shows), in one query."""
+    by_message: defaultdict[int, dict[str, list[str]]] = defaultdict(dict)
+    ids = [message.pk for message in messages if message.deleted_at is None]
+    if ids:
+        rows = (
+            Reaction.objects.filter(message_id__in=ids)
+            .order_by("id")
+            .values_list("message_id", "emoji", "user__username")
+        )
+        for message_id, emoji, username in rows:
+            by_message[message_id].setdefault(emoji, []).append(username)
+    for message in messages:
+        reactions = by_message.get(message.pk, {})
+        message.reaction_summary = [ReactionSummary(e, names) for e, names in reactions.items()]
+
+
+def _shown(room: Room) -> QuerySet[Message]:
+    """The room's messages a page shows (not deleted), with what their partial reads."""
+    return room.messages.filter(deleted_at__isnull=True).select_related(
+        "author", "reply_to__author"
+    )
+
+
 def recent_messages(room: Room) -> RoomView:
     # The cursor first: a message stored between the two queries is then newer than
     # the cursor, and the socket's catch-up brings it.
     cursor = room_cursor(room)
     page, more = _before(room, cursor + 1, settings.CHAT_HISTORY_LENGTH)
     return RoomView(cursor, page, older=page[0] if more and page else None)
+
+
+def find_message(room: Room, message_id: int) -> Message:
+    """Message `message_id` of this room as a page shows it; Message.DoesNotExist for one
+    that is not there, is another room's, or was deleted."""
+    message = _shown(room).get(pk=message_id)
+    attach_reactions([message])
+    return message
 
 
 # A page of older history, and how many messages a permalink shows on each side.
@@ -436,10 +492,10 @@ def _seq_of(room: Room, message_id: int) -> int:
 def _before(room: Room, seq: int, count: int) -> tuple[list[Message], bool]:
     # Keyset paging on the (room, seq) unique index: one more than asked, to learn
     # whether there are older ones, and never an OFFSET however deep the page.
-    rows = list(
-        room.messages.select_related("author").filter(seq__lt=seq).order_by("-seq")[: count + 1]
-    )
-    return list(reversed(rows[:count])), len(rows) > count
+    rows = list(_shown(room).filter(seq__lt=seq).order_by("-seq")[: count + 1])
+    page = list(reversed(rows[:count]))
+    attach_reactions(page)
+    return page, len(rows) > count
 
 
 def messages_before(room: Room, message_id: int) -> HistoryPage:
@@ -454,15 +510,12 @@ def messages_before(room: Room, message_id: int) -> HistoryPage:
 def messages_around(room: Room, message_id: int) -> HistoryPage:
     """Message `message_id` of this room with up to AROUND_MESSAGE messages on each side
     (a permalink). Raises Message.DoesNotExist for a message not in the room."""
-    focus = room.messages.select_related("author").get(pk=message_id)
+    focus = _shown(room).get(pk=message_id)
     before, more_before = _before(room, focus.seq, AROUND_MESSAGE)
-    after = list(
-        room.messages.select_related("author")
-        .filter(seq__gt=focus.seq)
-        .order_by("seq")[: AROUND_MESSAGE + 1]
-    )
+    after = list(_shown(room).filter(seq__gt=focus.seq).order_by("seq")[: AROUND_MESSAGE + 1])
     more_after = len(after) > AROUND_MESSAGE
     shown = [*before, focus, *after[:AROUND_MESSAGE]]
+    attach_reactions([focus, *after])
     return HistoryPage(
         shown,
         older=shown[0] if more_before else None,
@@ -494,11 +547,8 @@ def day_transcript(room: Room, day: date, zone: tzinfo = UTC) -> DayTranscript:
     """Every message of `room` on `day` in `zone`, by seq, and the neighbouring days that
     had messages: three range queries on the (room, created_at) index."""
     start, end = day_bounds(day, zone)
-    messages = list(
-        room.messages.select_related("author")
-        .filter(created_at__gte=start, created_at__lt=end)
-        .order_by("seq")
-    )
+    messages = list(_shown(room).filter(created_at__gte=start, created_at__lt=end).order_by("seq"))
+    attach_reactions(messages)
     before = (
         room.messages.filter(created_at__lt=start)
         .order_by("-created_at")
@@ -522,9 +572,10 @@ def day_transcript(room: Room, day: date, zone: tzinfo = UTC) -> DayTranscript:
 @dataclass(frozen=True)
 class CatchUp:
     """Where a socket's catch-up ends: `cursor` is the room's sequence when it was read
-    (every change up to it is committed), `missed` how many changes the page lacks, and
-    `held` the message ids of what the page has past its own cursor, by seq: the
-    catch-up puts what came before each of them before it, in order."""
+    (every change up to it is committed), `missed` how many messages the page lacks or
+    shows in an older state (each is sent once, as it is now), and `held` the message ids
+    of what the page has past its own cursor, by seq: the catch-up puts what came before
+    each of them before it, in order."""
 
     after: int
     cursor: int
@@ -536,6 +587,15 @@ class CatchUp:
         return self.missed > settings.CHAT_CATCHUP_LIMIT
 
 
+@dataclass(frozen=True)
+class CatchUpPosition:
+    """How far a catch-up has gone: first the messages new to the page, by seq; then the
+    changes to messages it had (edits, deletions, reactions), by changed_seq."""
+
+    changes: bool
+    after: int
+
+
 def catch_up(room: Room, after: int, have: frozenset[int] = frozenset()) -> CatchUp:
     """How far a page that has everything up to `after` (plus the `have` above it) is
     behind. A cursor past the room's end (a bad client) counts as the end."""
@@ -543,7 +603,30 @@ def catch_up(room: Room, after: int, have: frozenset[int] = frozenset()) -> Catc
     after = min(after, cursor)
     have = frozenset(seq for seq in have if after < seq <= cursor)
     held = dict(room.messages.filter(seq__in=have).values_list("seq", "pk")) if have else {}
-    return CatchUp(after, cursor, cursor - after - len(held), held)
+    state = CatchUp(after, cursor, 0, held)
+    if after == cursor:
+        return state  # (every connect of an open page: no query more)
+    missed = _new_to(room, state).count() + _changed_for(room, state).count()
+    return CatchUp(after, cursor, missed, held)
+
+
+def _new_to(room: Room, state: CatchUp) -> QuerySet[Message]:
+    """Messages the page has never seen, as they are now (deleted ones it need not see)."""
+    return (
+        _shown(room)
+        .filter(seq__gt=state.after, seq__lte=state.cursor)
+        .exclude(seq__in=list(state.held))
+    )
+
+
+def _changed_for(room: Room, state: CatchUp) -> QuerySet[Message]:
+    """Messages the page has, changed since it saw them: those before its cursor changed
+    after it, and those it holds past its cursor changed since they were posted."""
+    return (
+        room.messages.select_related("author", "reply_to__author")
+        .filter(changed_seq__gt=state.after, changed_seq__lte=state.cursor)
+        .filter(Q(seq__lte=state.after) | Q(seq__in=list(state.held), changed_seq__gt=F("seq")))
+    )
 
 
 # A catch-up is read this many messages at a time, so that a long one never holds all of
@@ -554,27 +637,50 @@ CATCH_UP_PAGE = 50
 CATCH_UP_FRAME_CHARS = 256 * 1024
 
 
-def catch_up_frames(room: Room, position: int, state: CatchUp) -> list[tuple[str, int]]:
-    """The frames of the catch-up's next page after `position`, each with the seq it
-    ends at (none when the catch-up is complete).
+def catch_up_frames(
+    room: Room, state: CatchUp, position: CatchUpPosition | None = None
+) -> tuple[list[tuple[str, int]], CatchUpPosition | None]:
+    """The frames of the catch-up's next page after `position` (from the start when
+    None), each with how many messages it carries; and where the page after starts
+    (None: the catch-up is complete).
 
-    Each missed message goes where it belongs: before the first message the page holds
-    past it (swapped in "beforebegin" of that message), or at the end of the log.
+    Each message new to the page goes where it belongs: before the first message the page
+    holds past it (swapped in "beforebegin" of that message), or at the end of the log.
+    Each changed one replaces the page's copy by id (pages that do not show it drop it).
     """
-    page = messages_between(
-        room, position, state.cursor, frozenset(state.held), limit=CATCH_UP_PAGE
+    position = position or CatchUpPosition(changes=False, after=state.after)
+    if not position.changes:
+        page = list(
+            _new_to(room, state).filter(seq__gt=position.after).order_by("seq")[:CATCH_UP_PAGE]
+        )
+        attach_reactions(page)
+        frames = [(_render_inserts(part, state.held), len(part)) for part in _framed(page)]
+        if len(page) < CATCH_UP_PAGE:
+            return frames, CatchUpPosition(changes=True, after=state.after)
+        return frames, CatchUpPosition(changes=False, after=page[-1].seq)
+    page = list(
+        _changed_for(room, state)
+        .filter(changed_seq__gt=position.after)
+        .order_by("changed_seq")[:CATCH_UP_PAGE]
     )
-    frames = []
-    for part in _framed(page):
-        runs: list[tuple[int | None, list[Message]]] = []
-        for message in part:
-            anchor = min((seq for seq in state.held if seq > message.seq), default=None)
-            anchor_id = state.held[anchor] if anchor is not None else None
-            if not runs or runs[-1][0] != anchor_id:
-                runs.append((anchor_id, []))
-            runs[-1][1].append(message)
-        frames.append((render_fragment("catch-up", runs=runs), part[-1].seq))
-    return frames
+    attach_reactions(page)
+    frames = [
+        (render_fragment("catch-up-changes", messages=part), len(part)) for part in _framed(page)
+    ]
+    if len(page) < CATCH_UP_PAGE:
+        return frames, None
+    return frames, CatchUpPosition(changes=True, after=page[-1].changed_seq)
+
+
+def _render_inserts(messages: list[Message], held: dict[int, int]) -> str:
+    runs: list[tuple[int | None, list[Message]]] = []
+    for message in messages:
+        anchor = min((seq for seq in held if seq > message.seq), default=None)
+        anchor_id = held[anchor] if anchor is not None else None
+        if not runs or runs[-1][0] != anchor_id:
+            runs.append((anchor_id, []))
+        runs[-1][1].append(message)
+    return render_fragment("catch-up", runs=runs)
 
 
 def _framed(messages: list[Message]) -> list[list[Message]]:
@@ -589,19 +695,6 @@ def _framed(messages: list[Message]) -> list[list[Message]]:
         frames[-1].append(message)
         size += cost
     return frames
-
-
-def messages_between(
-    room: Room, after: int, upto: int, have: frozenset[int] = frozenset(), *, limit: int
-) -> list[Message]:
-    """Up to `limit` messages with after < seq <= upto that the page does not have,
-    oldest first: a keyset page of the catch-up (the room's (room, seq) index)."""
-    return list(
-        room.messages.select_related("author")
-        .filter(seq__gt=after, seq__lte=upto)
-        .exclude(seq__in=[seq for seq in have if after < seq <= upto])
-        .order_by("seq")[:limit]
-    )
 
 
 def conversation(user: User, other: User) -> QuerySet[PrivateMessage]:
@@ -733,9 +826,11 @@ class Posted:
         return all([await publication for publication in self.publications])
 
 
-def post_message(room: Room, author: Any, body: str) -> Posted:
+def post_message(room: Room, author: Any, body: str, *, reply_to: Message | None = None) -> Posted:
+    """Store and publish a message (`reply_to`: the message of this room it answers)."""
     with transaction.atomic():
-        message = Message.objects.create(room=room, author=author, body=body)
+        message = Message.objects.create(room=room, author=author, body=body, reply_to=reply_to)
+        message.reaction_summary = []
         html = render_fragment("message-oob", message=message)
         published = realtime.publish_on_commit(room_group(room.pk), html, seq=message.seq)
     log.info("message %s by %s in %s", message.pk, author, room)
@@ -767,7 +862,27 @@ def submit_composer(
     body, recipient = form.cleaned_data["body"], form.cleaned_data["recipient"]
     if recipient is not None:
         return form, send_private_message(user, recipient, body)
-    return form, post_message(room, user, body)
+    reply_to = None
+    if (reply_id := form.cleaned_data.get("reply_to")) is not None:
+        reply_to = _shown(room).filter(pk=reply_id).first()
+        if reply_to is None:
+            form.add_error(None, REPLY_GONE)
+            return form, None
+    return form, post_message(room, user, body, reply_to=reply_to)
+
+
+REPLY_GONE = (
+    "The message you were replying to is no longer there (deleted, or not in this room): "
+    "send again to post your text on its own."
+)
+
+
+def reply_target(room: Room, value: str | None) -> Message | None:
+    """The message a composer starts a reply to (`?reply=<id>`): one shown in this room,
+    else None (a reply to nothing is just a message)."""
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 18:
+        return None
+    return _shown(room).filter(pk=int(value)).first()
 
 
 # Flood control --------------------------------------------------------------------

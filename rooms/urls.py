@@ -8,6 +8,13 @@ urlpatterns = [
     path("<str:slug>/", views.room_detail, name="detail"),
     path("<str:slug>/messages/", views.post_message, name="post"),
     path("<str:slug>/messages/<int:message_id>/", views.message_permalink, name="message"),
+    path("<str:slug>/messages/<int:message_id>/edit/", views.edit_message, name="edit_message"),
+    path(
+        "<str:slug>/messages/<int:message_id>/delete/",
+        views.delete_message,
+        name="delete_message",
+    ),
+    path("<str:slug>/messages/<int:message_id>/reactions/", views.reactions, name="reactions"),
     # A day as yyyy/mm/dd (zero-padded, so each day has one address); the view 404s a
     # day that is no date (2026/02/30).
     re_path(

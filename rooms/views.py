@@ -11,10 +11,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
 
 from accounts.time_zones import in_viewer_time_zone
-from rooms import presence, services
-from rooms.forms import ComposerForm, InviteForm, PrivateMessageForm, RoomNameForm
+from rooms import changes, presence, services
+from rooms.forms import (
+    ComposerForm,
+    InviteForm,
+    MessageEditForm,
+    PrivateMessageForm,
+    RoomNameForm,
+)
 from rooms.models import Message, PrivateMessage, Room
 
 # The room page's sidebar lists at most this many of the user's rooms ("All rooms…" has
@@ -75,6 +82,8 @@ def room_detail(request: SignedInRequest, slug: str) -> HttpResponse:
     except Room.DoesNotExist:
         context = {"name": slug, "form": RoomNameForm(initial={"name": slug})}
         return render(request, "rooms/room_create.html", context, status=404)
+    if "reply" in request.GET:
+        return _start_reply(request, room)
     if "before" not in request.GET:
         return _render_room(request, room, ComposerForm())
     try:
@@ -106,11 +115,19 @@ def room_detail(request: SignedInRequest, slug: str) -> HttpResponse:
 def message_permalink(request: SignedInRequest, slug: str, message_id: int) -> HttpResponse:
     """The room around one message, that message marked: the link on each message's time."""
     room = _room_or_404(slug, request.user)
+    if _is_htmx(request):
+        # The message alone (an action's Cancel puts it back as it is).
+        message = _message_or_404(room, message_id)
+        response = render(request, "rooms/room.html#message", {"message": message})
+        patch_vary_headers(response, ["HX-Request"])
+        return response
     try:
         history = services.messages_around(room, _message_id(str(message_id)))
     except Message.DoesNotExist:
         raise Http404("No such message in this room.") from None
-    return _render_room(request, room, ComposerForm(), history=history)
+    response = _render_room(request, room, ComposerForm(), history=history)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @login_required
@@ -133,6 +150,23 @@ def day_transcript(
     return render(request, "rooms/transcript.html", context)
 
 
+def _start_reply(request: SignedInRequest, room: Room) -> HttpResponse:
+    """The composer replying to `?reply=<id>`: alone for htmx (it replaces the page's
+    composer), else the room page with it. `?reply=` (empty) is the composer without one."""
+    reply = services.reply_target(room, request.GET["reply"])
+    if _is_htmx(request):
+        context = {"room": room, "form": ComposerForm(), "error": "", "reply": reply}
+        response = render(request, "rooms/room.html#composer", context)
+    else:
+        response = _render_room(request, room, ComposerForm(), reply=reply)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
 def _message_id(value: str) -> int:
     """A message id from the URL; Message.DoesNotExist (a 404) for anything else,
     including numbers too big for the database's integers."""
@@ -147,13 +181,137 @@ def _message_id(value: str) -> int:
 def post_message(request: SignedInRequest, slug: str) -> HttpResponse:
     """The composer without JavaScript: post, then back to the room (POST/redirect/GET)."""
     room = _room_or_404(slug, request.user)
+    reply = services.reply_target(room, request.POST.get("reply_to"))
     if too_fast := services.sending_too_fast(request.user.pk):
         form = ComposerForm(initial={"body": request.POST.get("body", "")})
-        return _render_room(request, room, form, error=too_fast.error, status=too_fast.status)
+        return _render_room(
+            request, room, form, error=too_fast.error, status=too_fast.status, reply=reply
+        )
     form, posted = services.submit_composer(room, request.user, request.POST)
     if posted is None:
-        return _render_room(request, room, form, status=400)
+        return _render_room(request, room, form, status=400, reply=reply)
     return redirect(room)
+
+
+# A message's actions: edit, delete, react. Each is a plain form (a page of its own
+# without JavaScript, POST then back to the room) and, with htmx, a fragment in the
+# message's panel; what they change reaches every page as a push (rooms/changes.py),
+# and the htmx answer carries the same push, so the actor sees it even if their socket
+# is down.
+
+
+def _message_or_404(room: Room, message_id: int) -> Message:
+    try:
+        return services.find_message(room, _message_id(str(message_id)))
+    except Message.DoesNotExist:
+        raise Http404("No such message in this room.") from None
+
+
+def _changed(request: HttpRequest, message: Message, posted: services.Posted) -> HttpResponse:
+    if _is_htmx(request):
+        return reswap(HttpResponse(posted.html), "none")  # (its elements swap by id)
+    return redirect(f"{message.room.get_absolute_url()}#message-{message.pk}")
+
+
+def _message_action(
+    request: HttpRequest, action: str, context: dict[str, Any], status: int = 200
+) -> HttpResponse:
+    """The action's form: its own page, or with htmx the fragment for the message's panel
+    (an error too: answered into the panel, whatever the request targeted)."""
+    context = {"action": action, **context}
+    if not _is_htmx(request):
+        return render(request, "rooms/message_action.html", context, status=status)
+    response = render(request, "rooms/message_action.html#action-panel", context, status=status)
+    panel = f"#message-panel-{context['message'].pk}"
+    return retarget(reswap(response, "innerHTML"), panel)
+
+
+@login_required
+@in_viewer_time_zone
+@require_http_methods(["GET", "POST"])
+def edit_message(request: SignedInRequest, slug: str, message_id: int) -> HttpResponse:
+    """The author rewords their message, within the edit window."""
+    room = _room_or_404(slug, request.user)
+    message = _message_or_404(room, message_id)
+    form = MessageEditForm(request.POST or None, initial={"body": message.body})
+    context: dict[str, Any] = {"room": room, "message": message, "form": form, "error": ""}
+    try:
+        changes.may_edit(message, request.user)
+    except changes.ChangeRefused as refusal:
+        context["refusal"] = str(refusal)
+        return _message_action(request, "edit", context, status=refusal.status)
+    if request.method == "GET":
+        return _message_action(request, "edit", context)
+    if too_fast := services.sending_too_fast(request.user.pk):
+        context["error"] = too_fast.error
+        return _message_action(request, "edit", context, status=too_fast.status)
+    if not form.is_valid():
+        return _message_action(request, "edit", context, status=400)
+    try:
+        posted = changes.edit_message(message, request.user, form.cleaned_data["body"])
+    except changes.ChangeRefused as refusal:  # the window closed meanwhile
+        context["refusal"] = str(refusal)
+        return _message_action(request, "edit", context, status=refusal.status)
+    except Message.DoesNotExist:
+        raise Http404("No such message in this room.") from None
+    return _changed(request, message, posted)
+
+
+@login_required
+@in_viewer_time_zone
+@require_http_methods(["GET", "POST"])
+def delete_message(request: SignedInRequest, slug: str, message_id: int) -> HttpResponse:
+    """The author (or staff) deletes a message; GET asks to confirm (without JavaScript)."""
+    room = _room_or_404(slug, request.user)
+    message = _message_or_404(room, message_id)
+    context: dict[str, Any] = {"room": room, "message": message, "error": ""}
+    try:
+        changes.may_delete(message, request.user)
+    except changes.ChangeRefused as refusal:
+        context["refusal"] = str(refusal)
+        return _message_action(request, "delete", context, status=refusal.status)
+    if request.method == "GET":
+        return _message_action(request, "delete", context)
+    if too_fast := services.sending_too_fast(request.user.pk):
+        context["error"] = too_fast.error
+        return _message_action(request, "delete", context, status=too_fast.status)
+    try:
+        posted = changes.delete_message(message, request.user)
+    except Message.DoesNotExist:
+        raise Http404("No such message in this room.") from None
+    return _changed(request, message, posted)
+
+
+@login_required
+@in_viewer_time_zone
+@require_http_methods(["GET", "POST"])
+def reactions(request: SignedInRequest, slug: str, message_id: int) -> HttpResponse:
+    """Any member toggles a reaction (`emoji`); GET shows the palette and a text field."""
+    room = _room_or_404(slug, request.user)
+    message = _message_or_404(room, message_id)
+    context: dict[str, Any] = {
+        "room": room,
+        "message": message,
+        "error": "",
+        "palette": changes.REACTION_PALETTE,
+        "max_length": changes.REACTION_MAX_LENGTH,
+        "typed": "",
+    }
+    if request.method == "GET":
+        return _message_action(request, "react", context)
+    emoji = request.POST.get("emoji", "")
+    context["typed"] = emoji
+    if too_fast := services.sending_too_fast(request.user.pk):
+        context["error"] = too_fast.error
+        return _message_action(request, "react", context, status=too_fast.status)
+    try:
+        posted = changes.toggle_reaction(message, request.user, emoji)
+    except changes.ChangeRefused as refusal:
+        context["error"] = str(refusal)
+        return _message_action(request, "react", context, status=refusal.status)
+    except Message.DoesNotExist:
+        raise Http404("No such message in this room.") from None
+    return _changed(request, message, posted)
 
 
 def _render_room(
@@ -165,6 +323,7 @@ def _render_room(
     invite_form: InviteForm | None = None,
     status: int = 200,
     history: services.HistoryPage | None = None,
+    reply: Message | None = None,
 ) -> HttpResponse:
     if history is None:
         view = services.recent_messages(room)
@@ -184,6 +343,7 @@ def _render_room(
         "my_rooms": services.rooms_user_is_in(request.user, SIDEBAR_ROOMS),
         "form": form,
         "error": error,
+        "reply": reply,
         "members": room.members.order_by("username") if is_owner else None,
         "invite_form": invite_form or InviteForm(),
     }

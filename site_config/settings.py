@@ -282,6 +282,8 @@ CHAT_HISTORY_LENGTH = 50
 # A socket that reconnects is sent what it missed if that is at most this many changes;
 # past it, the page is told to reload instead (it shows the newest messages then).
 CHAT_CATCHUP_LIMIT = setting(env.int, "CHAT_CATCHUP_LIMIT", 500, validate=at_least_zero)
+# The author may edit a message for this many minutes after sending it (0: never).
+CHAT_EDIT_WINDOW_MINUTES = setting(env.int, "CHAT_EDIT_WINDOW_MINUTES", 15, validate=at_least_zero)
 CHAT_RATE_BURST = setting(env.int, "CHAT_RATE_BURST", 10, validate=at_least_zero)
 CHAT_RATE_PER_SECOND = setting(env.float, "CHAT_RATE_PER_SECOND", 1.0, validate=at_least_zero)
 # A connection counts as online while its process heartbeats it; a process that dies

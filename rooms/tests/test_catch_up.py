@@ -137,7 +137,7 @@ async def test_a_catch_up_of_more_bytes_than_a_slow_reader_may_hold_ends_in_a_re
     assert sent == list(range(1, len(sent) + 1)) and 0 < len(sent) < 120
     assert sum(len(frame.encode()) for frame in frames) <= 512 * 1024
     gap = fragments.parse(notice).one(class_="chat-gap")
-    assert f"{120 - len(sent)} new messages arrived while you were away" in gap.text
+    assert f"{120 - len(sent)} messages arrived or changed while you were away" in gap.text
     assert fragments.cursor_of(socket.settled) == 120
 
 
@@ -153,7 +153,7 @@ async def test_a_catch_up_past_the_limit_tells_the_page_to_reload(
     (notice,) = socket.catch_up
     assert fragments.messages_in(notice) == []
     gap = fragments.parse(notice).one(class_="chat-gap")
-    assert "7 new messages arrived while you were away" in gap.text
+    assert "7 messages arrived or changed while you were away" in gap.text
     assert gap.one("a").attrs["href"] == "/rooms/lobby/"
     assert fragments.cursor_of(socket.settled) == 8
     await socket.expect_presence("alice", "joined")

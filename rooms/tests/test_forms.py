@@ -18,7 +18,7 @@ def errors(form: ComposerForm | RoomNameForm) -> list[str]:
 def test_composer_accepts_a_message_and_strips_it() -> None:
     form = ComposerForm({"body": "  hello there \n"})
     assert form.is_valid(), form.errors
-    assert form.cleaned_data == {"body": "hello there", "recipient": None}
+    assert form.cleaned_data == {"body": "hello there", "recipient": None, "reply_to": None}
 
 
 @pytest.mark.parametrize("body", ["", "   ", "\n\t  \r\n"], ids=["empty", "spaces", "newlines"])
@@ -57,10 +57,30 @@ def test_composer_refuses_nul_characters() -> None:
     assert errors(form) == ["Null characters are not allowed."]
 
 
+def test_composer_keeps_line_breaks_inside_a_message_as_newlines() -> None:
+    # The composer is a textarea: a browser posts its line breaks as CRLF, htmx as LF.
+    form = ComposerForm({"body": "\n  first line\r\n\r\n  indented\rlast \r\n"})
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["body"] == "first line\n\n  indented\nlast"
+
+
+def test_composer_counts_a_line_break_once_as_the_textarea_does() -> None:
+    body = "x\r\n" * 1999 + "x"  # 5,999 characters sent, 3,999 once the breaks are "\n"
+    form = ComposerForm({"body": body})
+    assert form.is_valid(), form.errors
+    assert len(form.cleaned_data["body"]) == 3999
+    assert not ComposerForm({"body": "x\r\n" * 2000 + "x"}).is_valid()  # 4,001
+
+
+def test_composer_field_is_a_textarea_with_the_length_limit() -> None:
+    html = str(ComposerForm()["body"])
+    assert html.startswith("<textarea") and 'maxlength="4000"' in html
+
+
 def test_pm_command_names_a_recipient_and_keeps_only_the_text(bob) -> None:
     form = ComposerForm({"body": "/pm bob  see you at\nnoon "})
     assert form.is_valid(), form.errors
-    assert form.cleaned_data == {"body": "see you at\nnoon", "recipient": bob}
+    assert form.cleaned_data == {"body": "see you at\nnoon", "recipient": bob, "reply_to": None}
 
 
 def test_pm_to_an_unknown_user_is_refused_by_name() -> None:
@@ -87,7 +107,7 @@ def test_pm_without_a_recipient_or_text_explains_the_command(bob, body: str) -> 
 def test_text_that_only_looks_like_the_pm_command_is_an_ordinary_message(bob, body: str) -> None:
     form = ComposerForm({"body": body})
     assert form.is_valid(), form.errors
-    assert form.cleaned_data == {"body": body, "recipient": None}
+    assert form.cleaned_data == {"body": body, "recipient": None, "reply_to": None}
 
 
 def test_pm_text_over_the_limit_is_refused(bob) -> None:
@@ -99,9 +119,11 @@ def test_pm_text_over_the_limit_is_refused(bob) -> None:
 # decode_composer_frame -------------------------------------------------------------------
 
 
-def test_frame_decoding_keeps_only_the_body() -> None:
+def test_frame_decoding_keeps_only_the_body_and_the_reply() -> None:
     frame = '{"body": "hi", "csrfmiddlewaretoken": "t", "HEADERS": {"HX-Request": "true"}}'
-    assert decode_composer_frame(frame) == {"body": "hi"}
+    assert decode_composer_frame(frame) == {"body": "hi", "reply_to": ""}
+    frame = '{"body": "hi", "reply_to": "12", "extra": 1}'
+    assert decode_composer_frame(frame) == {"body": "hi", "reply_to": "12"}
 
 
 @pytest.mark.parametrize(
@@ -144,7 +166,10 @@ def test_a_body_with_a_lone_surrogate_is_refused_before_the_database(escaped: st
 
 
 def test_a_body_with_an_escaped_surrogate_pair_is_ordinary_text() -> None:
-    assert decode_composer_frame('{"body": "\\ud83d\\ude00"}') == {"body": "\U0001f600"}
+    assert decode_composer_frame('{"body": "\\ud83d\\ude00"}') == {
+        "body": "\U0001f600",
+        "reply_to": "",
+    }
 
 
 # RoomNameForm ----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from rooms.views import SIDEBAR_ROOMS
 pytestmark = pytest.mark.django_db
 
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="[^"]+"')
+CSRF_HEADER = re.compile(r'"X-CSRFToken": "[^"]+"')
 CSP_NONCE = re.compile(r"nonce-[^']+'|nonce=\"[^\"]+\"")
 TAKEN = "There is already a room named #{}: choose another name for a new room."
 
@@ -52,6 +53,7 @@ def page(response: Any) -> fragments.Element:
 def without_random_tokens(text: str) -> str:
     """`text` with what is random per response (the CSRF token, the CSP nonce) blanked."""
     text = CSRF_INPUT.sub('name="csrfmiddlewaretoken" value="…"', text)
+    text = CSRF_HEADER.sub('"X-CSRFToken": "…"', text)
     return CSP_NONCE.sub("nonce…", text)
 
 

@@ -174,20 +174,6 @@ def test_each_room_numbers_its_messages_from_one(alice) -> None:
     assert room.last_seq == 2
 
 
-def test_messages_between_two_cursors_are_exactly_those_of_that_room(alice) -> None:
-    room = Room.objects.create(slug="general")
-    other = Room.objects.create(slug="other")
-    first, second, third = (
-        Message.objects.create(room=room, author=alice, body=text) for text in ("1", "2", "3")
-    )
-    Message.objects.create(room=other, author=alice, body="not here")
-    assert services.messages_between(room, 1, 3, limit=50) == [second, third]
-    assert services.messages_between(room, 3, 3, limit=50) == []
-    assert services.messages_between(room, 0, 3, limit=2) == [first, second]
-    assert services.messages_between(room, 0, 2, limit=50) == [first, second]
-    assert services.messages_between(room, 0, 3, frozenset({2}), limit=50) == [first, third]
-
-
 def test_catch_up_counts_what_the_page_lacks_and_clamps_a_cursor_past_the_end(alice) -> None:
     room = Room.objects.create(slug="general")
     fourth = [Message.objects.create(room=room, author=alice, body=t) for t in "12345"][3]

@@ -326,9 +326,12 @@ async def test_user_text_is_pushed_escaped_and_cannot_swap_anything(pair, text):
     document = fragments.parse(pushed)
     # One element to swap, the log; and inside it, the text exactly as typed.
     assert [(e.tag, e.id) for e in document.top_level] == [("div", "chat-live")]
+    message_id = fragments.messages_in(pushed)[0].attrs["data-message-id"]
     assert [e.id for e in document.iter() if e.id] == [
         "chat-live",
-        fragments.messages_in(pushed)[0].id,
+        f"message-{message_id}",
+        f"reactions-{message_id}",
+        f"message-panel-{message_id}",
     ]
     assert fragments.messages_in(pushed)[0].one(class_="message-body").text == " ".join(
         text.split()

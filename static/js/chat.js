@@ -30,6 +30,50 @@
     return { after: after, have: Array.from(have).sort(function (a, b) { return a - b; }).slice(0, 500) };
   }
 
+  // The cursor moves on as changes (edits, deletions, reactions) arrive: each push of one
+  // leaves its sequence number in #chat-changes (room.html#message-change), kept only
+  // until the cursor passes it.
+  function advance() {
+    const marker = document.getElementById("chat-cursor");
+    if (!marker) return;
+    const position = cursor();
+    marker.dataset.seq = position.after;
+    document.querySelectorAll("#chat-changes [data-seq]").forEach(function (el) {
+      if (Number(el.dataset.seq) <= position.after) el.remove();
+    });
+  }
+  const changes = document.getElementById("chat-changes");
+  if (changes) new MutationObserver(advance).observe(changes, { childList: true });
+
+  // A change pushed late (two edits published out of order) never replaces a newer one.
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    const target = event.detail.target;
+    const incoming = event.detail.fragment && event.detail.fragment.firstElementChild;
+    if (target.dataset.change && incoming && incoming.dataset && incoming.dataset.change &&
+        Number(incoming.dataset.change) < Number(target.dataset.change)) {
+      event.detail.shouldSwap = false;
+    }
+  });
+
+  // A pushed element marked data-oob-optional updates something a page may not show (a
+  // message scrolled out of its history, say): dropped when its target is not there,
+  // instead of htmx's "no target" error.
+  htmx.defineExtension("oob-optional", {
+    transformResponse: function (text) {
+      if (text.indexOf("data-oob-optional") < 0) return text;
+      const template = document.createElement("template");
+      template.innerHTML = text;
+      Array.from(template.content.children).forEach(function (el) {
+        if (!el.hasAttribute("data-oob-optional")) return;
+        const value = el.getAttribute("hx-swap-oob") || "true";
+        const colon = value.indexOf(":");
+        const selector = colon > 0 ? value.slice(colon + 1) : "#" + CSS.escape(el.id);
+        if (!document.querySelector(selector)) el.remove();
+      });
+      return template.innerHTML;
+    }
+  });
+
   // 2. Retry sooner than the default (up to 64 s): full jitter, capped at 5 s.
   htmx.config.wsReconnectDelay = function (retry) {
     return Math.random() * Math.min(500 * 2 ** retry, 5000);
@@ -67,6 +111,8 @@
     const when = new Date(time.getAttribute("datetime"));
     time.textContent = localTime.format(when);
     time.title = localFull.format(when);
+    const previous = message.previousElementSibling;
+    if (previous && previous.matches(".day-divider")) return; // (a changed message, in place)
     const messages = Array.from(document.querySelectorAll("#chat-log .message[data-day]"));
     const before = messages[messages.indexOf(message) - 1];
     const template = document.getElementById("day-divider-template");
@@ -82,15 +128,29 @@
     }
   }
 
+  // Pushed messages arrive in #chat-live (new ones) or anywhere in the log (changed ones,
+  // in place); a push is rendered once for everyone, without a viewer, and carries
+  // data-pushed (room.html#message). Whether the viewer's own reaction is among its
+  // reactions is per viewer: a page render sets aria-pressed, a push leaves it to this.
   const live = document.getElementById("chat-live");
-  if (live) {
-    new MutationObserver(function (changes) {
-      changes.forEach(function (change) {
-        change.addedNodes.forEach(function (node) {
-          if (node.nodeType === 1 && node.matches(".message[data-day]")) localise(node);
+  const viewer = document.body.dataset.viewer;
+  function arrived(message) {
+    localise(message);
+    message.querySelectorAll(".reaction:not([aria-pressed])").forEach(function (button) {
+      button.setAttribute("aria-pressed", String((button.dataset.by || "").split(" ").includes(viewer)));
+    });
+    message.removeAttribute("data-pushed");
+  }
+  const log = document.getElementById("chat-log");
+  if (log) {
+    new MutationObserver(function (mutations) {
+      mutations.forEach(function (mutation) {
+        mutation.addedNodes.forEach(function (node) {
+          if (node.nodeType !== 1 || !node.matches(".message[data-day]")) return;
+          if (node.hasAttribute("data-pushed") || node.parentElement === live) arrived(node);
         });
       });
-    }).observe(live, { childList: true });
+    }).observe(log, { childList: true, subtree: true });
   }
 
   // 5. The settings page, before a first choice: preselect the browser's time zone.
@@ -99,4 +159,28 @@
   if (zone && Array.from(zone.options).some(function (o) { return o.value === browserZone; })) {
     zone.value = browserZone;
   }
+
+  // 6. The composers are textareas (data-enter-sends): Enter sends, Shift+Enter adds a
+  //    line. While an input method is composing (isComposing; keyCode 229 is the same
+  //    for the Enter that ends a composition in some browsers), Enter is the IME's.
+  //    Without JavaScript, Enter adds a line and the Send button posts.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
+    const field = event.target;
+    if (!(field instanceof HTMLTextAreaElement) || !field.hasAttribute("data-enter-sends")) return;
+    if (event.altKey || event.ctrlKey || event.metaKey || !field.form) return;
+    event.preventDefault();
+    field.form.requestSubmit();
+  });
+
+  // 7. Escape closes an open drawer (the room page's <details data-drawer>: rooms, people,
+  //    shown as drawers on narrow screens) and gives the focus back to its toggle.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || event.defaultPrevented) return;
+    const drawer = document.querySelector("details[data-drawer][open]");
+    const toggle = drawer && drawer.querySelector("summary");
+    if (!toggle || !toggle.getClientRects().length) return; // (wide screens: no drawers)
+    drawer.open = false;
+    toggle.focus();
+  });
 })();
