@@ -85,14 +85,13 @@ def edit_message(message: Message, user: User, body: str) -> Posted:
     """Replace the text of `message` (its author's, in the edit window) with `body`,
     already validated as a composer's is; the old text is kept for staff (the admin)."""
     may_edit(message, user)
+    if message.body == body:
+        # Nothing changed. (No sequence number may be spent without a change to show for
+        # it: a page's cursor moves only over numbers it has seen.)
+        return Posted(_render_change(message), [])
     with transaction.atomic():
         message = _locked(message)
         may_edit(message, user)
-        if message.body == body:
-            # Nothing changed: no sequence number may be spent without a change to show
-            # for it (a page's cursor moves only over numbers it has seen).
-            transaction.set_rollback(True)
-            return Posted(_render_change(message), [])
         MessageRevision.objects.create(
             message=message, body=message.body, written_at=message.edited_at or message.created_at
         )
