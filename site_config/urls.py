@@ -1,11 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 from realtime.views import healthz
+from site_config.views import home
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="rooms:list", permanent=False)),
+    path("", home, name="home"),
     path("accounts/", include("accounts.urls")),
     path("rooms/", include("rooms.urls")),
     path("messages/", include("rooms.pm_urls")),
