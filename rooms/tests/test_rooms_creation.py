@@ -202,7 +202,10 @@ def test_posting_to_a_forbidden_room_answers_as_for_a_missing_one(
     missing_response = client.post(path, {"body": "hi", "username": "zed"})
 
     assert forbidden_response.status_code == missing_response.status_code == 404
-    assert forbidden_response.content == missing_response.content
+    # The styled 404 page (templates/404.html) has the top bar's forms: random tokens.
+    assert without_random_tokens(forbidden_response.content.decode()) == without_random_tokens(
+        missing_response.content.decode()
+    )
     assert not Message.objects.exists()
 
 
