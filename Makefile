@@ -49,10 +49,16 @@ lock: | $(BIN)/python
 	$(BIN)/python scripts/lockfile.py stamp requirements-dev.txt requirements-dev.lock
 
 ## Serve on http://127.0.0.1:8000 with SQLite and the in-memory layer: nothing to set up.
+# Daphne's runserver (daphne is first in INSTALLED_APPS): the same ASGI application and
+# WebSocket limits as the Procfile, under Django's autoreloader. An edited template shows
+# on the next request (the template cache is reset, no restart), an edited Python file
+# restarts the server (pages reconnect), CSS and JavaScript are read from static/ on each
+# request. (Sockets last a day at most here, Daphne's default.) e2e/test_devserver.py runs
+# this very command.
 run: install
 	DEBUG=true $(BIN)/python manage.py migrate --noinput
-	DEBUG=true $(BIN)/daphne -b 127.0.0.1 -p $(PORT) --websocket_timeout -1 \
-	  --websocket-max-message-size 1048576 --websocket-max-frame-size 65536 site_config.asgi:application
+	DEBUG=true $(BIN)/python manage.py runserver 127.0.0.1:$(PORT) \
+	  --websocket-max-message-size 1048576 --websocket-max-frame-size 65536
 
 ## Everything: lint, the whole suite on SQLite (browser tests included), again on PostgreSQL.
 test: install-dev
