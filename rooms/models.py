@@ -93,6 +93,10 @@ class Message(models.Model):
     reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
     )
+    # Who it mentions (usernames as stored, space-separated; "@here" expanded to who was
+    # online): what its partial needs (the links, data-mentions) without a query per page.
+    # MessageMention holds the same per user, for counting and /mentions/.
+    mentioned = models.TextField(blank=True, default="", editable=False)
     # Its reactions, summed up for its partial (services.attach_reactions sets it).
     reaction_summary: list[Any]
 
@@ -203,3 +207,64 @@ class Connection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.room} via {self.server}"
+
+
+class ReadPosition(models.Model):
+    """How far a user has read a room, and how loudly the room calls for them.
+
+    `seq` is the room's sequence number up to which they have seen it (Room.last_seq):
+    their unread messages are the room's messages past it, not deleted, not their own
+    (rooms/attention.py). Moved forward only: by the room page showing its newest
+    messages, and by the room's socket, in batches. A room with no row is one they never
+    opened: nothing in it counts as unread but mentions of them.
+    """
+
+    class Level(models.TextChoices):
+        EVERYTHING = "everything", "Everything"
+        MENTIONS = "mentions", "Only mentions of me"
+        NOTHING = "nothing", "Nothing"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="read_positions"
+    )
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="read_positions")
+    seq = models.PositiveBigIntegerField(default=0)
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.EVERYTHING)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "room"], name="read_position_once_per_room")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} read {self.room} to {self.seq} ({self.level})"
+
+
+class MessageMention(models.Model):
+    """A message mentions a user (by @name, or @here while they were online).
+
+    The message's room and seq are copied here so that counting a user's mentions past
+    their read position in each room is a range of one index, (user, room, seq). Kept
+    only for users who may enter the room; re-made when the message is edited, dropped
+    when it is deleted.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mentions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mentions"
+    )
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="mention_once_per_message")
+        ]
+        indexes = [
+            models.Index(fields=["user", "room", "seq"], name="mention_user_room_seq"),
+            # /mentions/: a user's, newest first, a keyset page at a time.
+            models.Index(fields=["user", "message"], name="mention_user_message"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} mentions {self.user}"
