@@ -218,7 +218,7 @@ def test_server_restart_drops_every_socket_and_all_come_back(
         expect_socket(page, "open", timeout=RECOVERY_TIMEOUT_MS)
         expect(reconnecting_banner(page)).to_be_hidden()
     expect_message(bob.page, alice.username, "typed while the server was down")
-    expect(alice.page.locator("#composer input[name=body]")).to_have_value("")
+    expect(alice.page.locator("#composer [name=body]")).to_have_value("")
 
     bob.send("welcome back")
     expect_message(alice.page, bob.username, "welcome back")

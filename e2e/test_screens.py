@@ -61,7 +61,7 @@ def test_room_pages_in_every_state(sign_up, room_slug, server_db):
     alice.send("/pm no-such-person-here hello?", expect_cleared=False)
     error = alice.page.locator("#composer .composer-error")
     expect(error).to_contain_text("There is no user named “no-such-person-here”")
-    expect(alice.page.locator("#composer input[name=body]")).to_have_value(
+    expect(alice.page.locator("#composer [name=body]")).to_have_value(
         "/pm no-such-person-here hello?"
     )
     screenshot(alice.page, "05-room-composer-error")

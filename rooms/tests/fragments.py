@@ -144,8 +144,13 @@ def composer_errors(html: str) -> list[str]:
 
 
 def composer_value(html: str) -> str | None:
-    field_ = parse(html).find("input", name="body")
-    return None if field_ is None else field_.attrs.get("value")
+    """What the composer's textarea holds, as a browser reads it (one newline right after
+    the start tag is not part of the value)."""
+    field_ = parse(html).find("textarea", name="body")
+    if field_ is None:
+        return None
+    text = "".join(child for child in field_.children if isinstance(child, str))
+    return text.removeprefix("\n")
 
 
 def cursor_of(html: str) -> int | None:

@@ -55,7 +55,7 @@ def must_become(frame: str | bytes) -> str:
         data["body"].encode("utf-8")  # no unpaired surrogates
     except UnicodeEncodeError:
         return "refused"
-    text = data["body"].strip()
+    text = as_stored(data["body"])
     if not text or len(text) > MAX_BODY or "\x00" in text:
         return "refused"
     if text.startswith("/pm") and (len(text) == 3 or text[3].isspace()):
@@ -63,8 +63,13 @@ def must_become(frame: str | bytes) -> str:
     return "posted"
 
 
+def as_stored(body: str) -> str:
+    """Stripped, with every line break as "\n" (a textarea's "\r\n" too)."""
+    return body.strip().replace("\r\n", "\n").replace("\r", "\n")
+
+
 def body_of(frame: str | bytes) -> str:
-    return json.loads(frame)["body"].strip()
+    return as_stored(json.loads(frame)["body"])
 
 
 # The socket under fire ----------------------------------------------------------------
