@@ -177,10 +177,20 @@ class PrivateMessage(models.Model):
     )
     body = models.TextField(max_length=settings.CHAT_MESSAGE_MAX_LENGTH)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # When the recipient read it (None: unread): set in bulk when they open the
+    # conversation's newest page, or when it reaches a page of that conversation they
+    # have open (services.read_private_messages), never per frame.
+    read_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["sender", "recipient", "id"])]
+        indexes = [
+            models.Index(fields=["sender", "recipient", "id"]),
+            # The top bar's count on every page: a user's unread ones, and only those.
+            models.Index(
+                fields=["recipient"], condition=models.Q(read_at__isnull=True), name="pm_unread"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.sender} → {self.recipient}: {self.body[:40]}"
