@@ -56,9 +56,9 @@ class MessageTextField(forms.CharField):
     however they came (a browser posts a textarea's as "\r\n"), so that the length limit
     counts a line break once, as the textarea's maxlength does."""
 
-    def to_python(self, value: Any) -> str:
-        text: str = super().to_python(value)
-        return text.replace("\r\n", "\n").replace("\r", "\n")
+    def to_python(self, value: Any) -> str | None:
+        text = super().to_python(value)
+        return None if text is None else text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 class ComposerForm(forms.Form):
