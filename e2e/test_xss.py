@@ -7,18 +7,22 @@ not one violation may even be attempted). After every payload:
   - no script ran: `window.__xss` is unset and no dialog opened, in either page;
   - nothing outside the new message changed: the whole document, with the live
     container's lines left out, is byte-identical to before, and the earlier lines are;
-  - the log grew by exactly one message whose text is exactly what was typed, and
-    whose `.message-body` holds no element at all.
+  - the log grew by exactly one message whose `.message-body` is, node for node, what
+    the formatter made of the text typed (rooms/formatting.py: the text itself, or with
+    <br>, links, code), and holds no element or attribute outside that formatting's:
+    <a href="http(s)://..." rel>, <br>, <code>, <pre>.
 """
 
 from functools import partial
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.chat import Chatter, expect_socket, messages, wait_until
+from e2e.chat import Chatter, expect_socket, wait_until
 from e2e.xss_payloads import PAYLOADS
+from rooms.formatting import format_body
 
 pytestmark = pytest.mark.e2e
 
@@ -32,10 +36,28 @@ document.addEventListener("securitypolicyviolation", (event) => {
 });
 """
 
-# Everything a payload could disturb, in one round trip: the room's lines, how many
-# elements the live container holds, elements inside message bodies (there must be
-# none), whether a payload ran, and the document minus what the live container received
-# and minus htmx's transient swap classes (htmx-added, htmx-settling, ...).
+# A message body as nodes: each text node its text, each element [tag, {attributes},
+# [children]] (the browser's DOM, or the formatter's output as Python's parser reads it).
+BODY_SHAPE = r"""
+const shape = (node) => [...node.childNodes].map((child) =>
+  child.nodeType === Node.TEXT_NODE ? child.data
+  : child.nodeType === Node.ELEMENT_NODE ? [child.localName,
+    Object.fromEntries([...child.attributes].map((a) => [a.name, a.value])), shape(child)]
+  : ["#" + child.nodeName, {}, []]);
+// Elements of message bodies that the formatting never makes: any other tag, any other
+// attribute, a link to anything but http(s).
+const ALLOWED = { a: ["href", "rel"], br: [], code: [], pre: [] };
+const disallowed = (body) => [...body.querySelectorAll("*")].filter((el) =>
+  !(el.localName in ALLOWED)
+  || [...el.attributes].some((a) => !ALLOWED[el.localName].includes(a.name))
+  || (el.localName === "a" && !/^https?:\/\//.test(el.getAttribute("href") ?? ""))).length;
+"""
+
+# Everything a payload could disturb, in one round trip: the room's lines (each body as
+# nodes), how many elements the live container holds, elements inside message bodies
+# that the formatting never makes (there must be none), whether a payload ran, and the
+# document minus what the live container received and minus htmx's transient swap
+# classes (htmx-added, htmx-settling, ...).
 PAGE_STATE = """() => {
   const root = document.documentElement.cloneNode(true);
   root.querySelector("#chat-live").replaceChildren();
@@ -49,11 +71,11 @@ PAGE_STATE = """() => {
     lines: lines.map((el) => ({
       id: Number(el.dataset.messageId),
       author: el.dataset.author,
-      body: el.querySelector(".message-body").textContent,
+      body: shape(el.querySelector(".message-body")),
     })),
     liveChildren: document.querySelector("#chat-live").childElementCount,
-    elementsInBodies: lines.reduce(
-      (sum, el) => sum + el.querySelector(".message-body").childElementCount, 0),
+    disallowedInBodies: lines.reduce(
+      (sum, el) => sum + disallowed(el.querySelector(".message-body")), 0),
     ran: window.__xss ?? null,
     outside: root.outerHTML,
   };
@@ -61,7 +83,38 @@ PAGE_STATE = """() => {
 
 
 def page_state(page: Page) -> dict[str, Any]:
-    return page.evaluate(PAGE_STATE)
+    return page.evaluate(f"(() => {{ {BODY_SHAPE}; return ({PAGE_STATE})(); }})()")
+
+
+class _Shape(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root: list[Any] = []
+        self.open = [self.root]
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        children: list[Any] = []
+        self.open[-1].append([tag, {name: value or "" for name, value in attrs}, children])
+        if tag != "br":
+            self.open.append(children)
+
+    def handle_endtag(self, tag: str) -> None:
+        self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        siblings = self.open[-1]
+        if siblings and isinstance(siblings[-1], str):  # the DOM has one text node for both
+            siblings[-1] += data
+        else:
+            siblings.append(data)
+
+
+def formatted(text: str) -> list[Any]:
+    """What a message body with this text must hold, as BODY_SHAPE gives it."""
+    parser = _Shape()
+    parser.feed(format_body(text))
+    parser.close()
+    return parser.root
 
 
 def state_after(page: Page, lines_before: int) -> dict[str, Any] | None:
@@ -110,9 +163,9 @@ def test_payloads_stay_inert_text_live_and_after_reload(sign_up, room_slug, serv
             assert now["ran"] is None, f"script ran for {payload!r}"
             assert now["lines"][:-1] == before["lines"], f"earlier lines changed: {payload!r}"
             assert now["lines"][-1]["author"] == sender.username
-            assert now["lines"][-1]["body"] == payload
+            assert now["lines"][-1]["body"] == formatted(payload)
             assert now["liveChildren"] == before["liveChildren"] + 1, f"not one line: {payload!r}"
-            assert now["elementsInBodies"] == 0, f"markup inside a message: {payload!r}"
+            assert now["disallowedInBodies"] == 0, f"markup inside a message: {payload!r}"
             assert now["outside"] == before["outside"], f"the page changed: {payload!r}"
             states[page] = now
         assert sender.dialogs == viewer.dialogs == [], payload
@@ -125,17 +178,22 @@ def test_payloads_stay_inert_text_live_and_after_reload(sign_up, room_slug, serv
     # History, rendered by the page view rather than pushed: the same text, as inert.
     for person in (sender, viewer):
         person.open_room(room_slug)
-        shown = messages(person.page)
-        assert [m["body"] for m in shown] == ["warm-up", *payloads]
-        assert [m["id"] for m in shown] == [pk for pk, _, _ in stored]
         state = page_state(person.page)
-        assert state["elementsInBodies"] == 0
+        assert [line["body"] for line in state["lines"]] == [
+            formatted(text) for text in ["warm-up", *payloads]
+        ]
+        assert [line["id"] for line in state["lines"]] == [pk for pk, _, _ in stored]
+        assert state["disallowedInBodies"] == 0
         assert state["ran"] is None
         assert person.dialogs == []
     assert sender.page.evaluate("window.__cspViolations") == []
 
 
-PRIVATE_SAMPLE = [payload for payload in PAYLOADS if "hx-" in payload or "onerror" in payload][:8]
+PRIVATE_SAMPLE = [
+    *[payload for payload in PAYLOADS if "hx-" in payload or "onerror" in payload][:8],
+    *[payload for payload in PAYLOADS if "`" in payload or "https://" in payload][-8:],
+]
+BODIES = f"(els) => {{ {BODY_SHAPE}; return els.map((el) => [shape(el), disallowed(el)]); }}"
 
 
 def test_private_messages_are_inert_text_too(sign_up, room_slug):
@@ -145,17 +203,15 @@ def test_private_messages_are_inert_text_too(sign_up, room_slug):
     sender.open_room(room_slug)
     recipient.open_room(room_slug)
     private = recipient.page.locator(".message--private .message-body")
+    expected = [[formatted(payload), 0] for payload in PRIVATE_SAMPLE]
     for count, payload in enumerate(PRIVATE_SAMPLE, start=1):
         sender.send(f"/pm {recipient.username} {payload}")
         expect(private).to_have_count(count)
-        assert private.nth(count - 1).evaluate("el => el.textContent") == payload
+        assert private.evaluate_all(BODIES) == expected[:count], payload
     recipient.page.goto(f"{recipient.base_url}/messages/{sender.username}/")
     history = recipient.page.locator("#pm-log .message-body")
     expect(history).to_have_count(len(PRIVATE_SAMPLE))
-    assert history.evaluate_all("els => els.map(el => el.textContent)") == PRIVATE_SAMPLE
-    assert history.evaluate_all("els => els.map(el => el.childElementCount)") == [0] * len(
-        PRIVATE_SAMPLE
-    )
+    assert history.evaluate_all(BODIES) == expected
     for page in (sender.page, recipient.page):
         assert page.evaluate("window.__xss") is None
     assert sender.dialogs == recipient.dialogs == []

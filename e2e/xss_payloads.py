@@ -1,9 +1,10 @@
 """Messages that would run script, restyle the page or hijack htmx if rendered as HTML.
 
 Every payload that executes sets `window.__xss` (or opens a dialog), so a viewer page
-where either happened has run attacker code. Each is one line (the composer is an
-<input type="text">), has no leading or trailing whitespace (the form strips it), and
-fits the 4,000-character limit, so the stored and shown text must equal it exactly.
+where either happened has run attacker code. Each has no leading or trailing whitespace
+(the form strips it) and fits the 4,000-character limit, so the stored text must equal
+it exactly; line breaks are "\n" (the composer is a textarea). Messages are formatted
+(rooms/formatting.py: links, `code`, fenced blocks), so the last group aims at that.
 """
 
 RUN = "window.__xss=1"
@@ -84,6 +85,32 @@ PAYLOADS: list[str] = [
     "<style>body{display:none}#composer{visibility:hidden}</style>",
     '<div style="position:fixed;inset:0;background:red;z-index:9999">overlay</div>',
     "</style><style>*{color:red!important}</style>",
+    # The formatting: links (http and https only), `code` and fenced blocks
+    f"javascript:{RUN}",
+    f"JaVaScRiPt:{RUN}//https://x.test/",
+    f"[click me](javascript:{RUN})",
+    f'[click me](https://x.test/"onclick="{RUN})',
+    f"data:text/html,<script>{RUN}</script>",
+    f"//evil.test/{RUN}",
+    f'https://x.test/"onmouseover="{RUN}"',
+    f"https://x.test/'onmouseover='{RUN}'",
+    f"""https://x.test/?q="'><img src=x onerror={RUN}>""",
+    f"https://a.test/<script>{RUN}</script>",
+    f"http://x.test/&quot;onmouseover=&quot;{RUN}",
+    'https://x.test/#" hx-get="/accounts/logout/" hx-trigger="load',
+    f'<a href="https://x.test" onclick="{RUN}">https://x.test</a>',
+    f"https://x.test/`<img src=x onerror={RUN}>`",
+    f"`<img src=x onerror={RUN}>`",
+    f"`</code><img src=x onerror={RUN}>`",
+    f"`a`<img src=x onerror={RUN}>`b`",
+    f"`<script>{RUN}</script>",
+    f"```\n</code></pre><img src=x onerror={RUN}>\n```",
+    f"```html\n<script>{RUN}</script>\n```",
+    f'```"><svg onload={RUN}>\nx\n```',
+    f"```\n<svg onload={RUN}>",
+    f"text\n```\n`<b>` https://x.test/<i>\n```\n<img src=x onerror={RUN}>",
+    f"line one\n<script>{RUN}</script>\nline three",
+    f"https://x.test/\u2028<script>{RUN}</script>",
     # Very long lines
     "A" * 3000 + f"<script>{RUN}</script>",
     "<b>" * 200 + "deep" + "</b>" * 200,
