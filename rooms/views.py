@@ -195,9 +195,8 @@ def post_message(request: SignedInRequest, slug: str) -> HttpResponse:
 
 # A message's actions: edit, delete, react. Each is a plain form (a page of its own
 # without JavaScript, POST then back to the room) and, with htmx, a fragment in the
-# message's panel; what they change reaches every page as a push (rooms/changes.py),
-# and the htmx answer carries the same push, so the actor sees it even if their socket
-# is down.
+# message's panel; what they change reaches every page, the actor's too, as a push
+# (rooms/changes.py).
 
 
 def _message_or_404(room: Room, message_id: int) -> Message:
@@ -207,9 +206,13 @@ def _message_or_404(room: Room, message_id: int) -> Message:
         raise Http404("No such message in this room.") from None
 
 
-def _changed(request: HttpRequest, message: Message, posted: services.Posted) -> HttpResponse:
+def _changed(request: HttpRequest, message: Message) -> HttpResponse:
     if _is_htmx(request):
-        return reswap(HttpResponse(posted.html), "none")  # (its elements swap by id)
+        # Nothing to swap: the change reaches this page as it reaches every other, over
+        # its socket (or its catch-up, if the socket is down). (An answer carrying the
+        # change too would race it: the push can replace the form that asked, and htmx
+        # then finds no targets for the answer's swaps.)
+        return HttpResponse(status=204)
     return redirect(f"{message.room.get_absolute_url()}#message-{message.pk}")
 
 
@@ -248,13 +251,13 @@ def edit_message(request: SignedInRequest, slug: str, message_id: int) -> HttpRe
     if not form.is_valid():
         return _message_action(request, "edit", context, status=400)
     try:
-        posted = changes.edit_message(message, request.user, form.cleaned_data["body"])
+        changes.edit_message(message, request.user, form.cleaned_data["body"])
     except changes.ChangeRefused as refusal:  # the window closed meanwhile
         context["refusal"] = str(refusal)
         return _message_action(request, "edit", context, status=refusal.status)
     except Message.DoesNotExist:
         raise Http404("No such message in this room.") from None
-    return _changed(request, message, posted)
+    return _changed(request, message)
 
 
 @login_required
@@ -276,10 +279,10 @@ def delete_message(request: SignedInRequest, slug: str, message_id: int) -> Http
         context["error"] = too_fast.error
         return _message_action(request, "delete", context, status=too_fast.status)
     try:
-        posted = changes.delete_message(message, request.user)
+        changes.delete_message(message, request.user)
     except Message.DoesNotExist:
         raise Http404("No such message in this room.") from None
-    return _changed(request, message, posted)
+    return _changed(request, message)
 
 
 @login_required
@@ -305,13 +308,13 @@ def reactions(request: SignedInRequest, slug: str, message_id: int) -> HttpRespo
         context["error"] = too_fast.error
         return _message_action(request, "react", context, status=too_fast.status)
     try:
-        posted = changes.toggle_reaction(message, request.user, emoji)
+        changes.toggle_reaction(message, request.user, emoji)
     except changes.ChangeRefused as refusal:
         context["error"] = str(refusal)
         return _message_action(request, "react", context, status=refusal.status)
     except Message.DoesNotExist:
         raise Http404("No such message in this room.") from None
-    return _changed(request, message, posted)
+    return _changed(request, message)
 
 
 def _render_room(

@@ -401,3 +401,19 @@ async def test_a_reply_sent_over_the_socket_quotes_its_message(gather, alice, bo
     assert await alice_socket.receive() == pushed
     reply = await db(Message.objects.get)(body="hi!")
     assert reply.reply_to_id == hello.pk
+
+
+def test_a_change_to_a_message_updates_every_quote_of_it_on_the_page(hello, alice, bob, lobby):
+    services.submit_composer(lobby, bob, {"body": "answer", "reply_to": str(hello.pk)})
+
+    edited = changes.edit_message(hello, alice, "hello")
+    quotes = fragments.parse(edited.html).find_all("blockquote")
+    assert [q.attrs["hx-swap-oob"] for q in quotes] == [f"outerHTML:[data-quote-of='{hello.pk}']"]
+    assert "hello" in quotes[0].text
+
+    deleted = changes.delete_message(hello, alice)
+    (quote,) = fragments.parse(deleted.html).find_all("blockquote")
+    assert quote.text == "The original message was deleted." and "hello" not in deleted.html
+    # A page that was away gets the same with the tombstone.
+    state = services.catch_up(lobby, hello.seq)
+    assert "The original message was deleted." in "".join(frames_of(lobby, state))
