@@ -417,3 +417,16 @@ def test_a_change_to_a_message_updates_every_quote_of_it_on_the_page(hello, alic
     # A page that was away gets the same with the tombstone.
     state = services.catch_up(lobby, hello.seq)
     assert "The original message was deleted." in "".join(frames_of(lobby, state))
+
+
+def test_staff_see_earlier_versions_in_the_admin_and_cannot_rewrite_there(
+    hello, alice, login, make_user
+):
+    changes.edit_message(hello, alice, "hello")
+    staff = login(make_user("admin", is_staff=True, is_superuser=True))
+
+    page = staff.get(f"/admin/rooms/message/{hello.pk}/change/").content.decode()
+
+    assert "helo" in page and "hello" in page  # the earlier version, and the text now
+    assert 'name="body"' not in page  # edits go through the chat, where pages learn of them
+    assert staff.post(f"/admin/rooms/message/{hello.pk}/delete/").status_code == 403
