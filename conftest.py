@@ -75,7 +75,7 @@ from django.test import Client  # noqa: E402
 
 from realtime import hub, sockets  # noqa: E402
 from realtime.layers import channel_layer  # noqa: E402
-from rooms import presence, services  # noqa: E402
+from rooms import presence, services, typists  # noqa: E402
 from rooms.models import Room  # noqa: E402
 from rooms.tests import fragments  # noqa: E402
 
@@ -137,8 +137,10 @@ def chat_test_environment(settings: Any) -> Iterator[None]:
     # The production hasher costs ~0.4 s per user (PBKDF2); the suite creates hundreds.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     services.rate_limiter.reset()
+    typists.throttle.reset()
     yield
     services.rate_limiter.reset()
+    typists.throttle.reset()
     # The test's event loop is closed (its tasks cancelled); forget what was tied to it.
     sockets.open_sockets.clear()
     sockets.user_sockets.clear()
@@ -344,6 +346,16 @@ class ChatSocket:
                 return
             self.catch_up.append(html)
 
+    async def settle_user(self) -> None:
+        """A user socket's `settle`: read the unread count it is sent once subscribed
+        (kept in `settled`); a close that comes instead is left for the test to read."""
+        output = await self.receive_output()
+        if output["type"] == "websocket.close":
+            self.communicator.output_queue.put_nowait(output)
+            return
+        assert 'id="pm-unread"' in output["text"], output
+        self.settled = output["text"]
+
     async def receive_frames(self, count: int) -> list[str]:
         return [await self.receive() for _ in range(count)]
 
@@ -405,12 +417,14 @@ class ChatSocket:
 
     async def groups(self) -> list[str]:
         """The groups its consumer is in (RoomConsumer.connect): its room's, its user's,
-        its session's."""
+        its session's (a user socket's: its user's and its session's)."""
         if self._groups is None:
-            slug = self.communicator.scope["path"].split("/")[3]
-            room_id = await sync_to_async(
-                Room.objects.filter(slug=slug).values_list("pk", flat=True).first
-            )()
+            path = self.communicator.scope["path"]
+            room_id = None
+            if path.startswith("/ws/rooms/"):
+                room_id = await sync_to_async(
+                    Room.objects.filter(slug=path.split("/")[3]).values_list("pk", flat=True).first
+                )()
             cookies = SimpleCookie()
             for name, value in self.communicator.scope["headers"] or ():
                 if name == b"cookie":
@@ -443,6 +457,8 @@ Connect = Callable[..., Awaitable[ChatSocket]]
 @pytest.fixture
 async def connect(transactional_db: None) -> AsyncIterator[Connect]:
     """`await connect(user, "lobby")`: a socket to a room, logged in as `user`.
+    (`path="/ws/me/"` opens the user socket of every other page instead; it settles on
+    the unread count every such socket is sent first: `ChatSocket.settle_user`.)
 
     `client=` reuses that client's session (as a tab of the same browser does), `user=None`
     connects without a session, `after=` asks for what came after that room sequence
@@ -463,6 +479,7 @@ async def connect(transactional_db: None) -> AsyncIterator[Connect]:
         client: Client | None = None,
         origin: bytes | None = ORIGIN,
         settle: bool = True,
+        path: str | None = None,
     ) -> ChatSocket:
         # Host, as every browser sends it: the Origin check compares the Origin with it.
         headers = [(b"host", b"localhost")]
@@ -473,14 +490,15 @@ async def connect(transactional_db: None) -> AsyncIterator[Connect]:
             cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
             headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
         params = "&".join(p for p in [f"after={after}" if after is not None else "", query] if p)
-        path = f"/ws/rooms/{slug}/" + (f"?{params}" if params else "")
+        room_socket = path is None
+        path = (path or f"/ws/rooms/{slug}/") + (f"?{params}" if params else "")
         from site_config.asgi import application  # the whole stack: origin check, session
 
         socket = ChatSocket(WebsocketCommunicator(application, path, headers=headers), user)
         opened.append(socket)
         socket.accepted, _ = await socket.communicator.connect(timeout=TIMEOUT)
         if socket.accepted and settle:
-            await socket.settle()
+            await (socket.settle() if room_socket else socket.settle_user())
         return socket
 
     yield _connect

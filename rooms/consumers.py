@@ -1,12 +1,18 @@
-"""The room socket: authorize, decode and validate, call a service, forward HTML.
+"""The sockets: authorize, decode and validate, call a service, forward HTML.
+
+RoomConsumer is a room page's socket (/ws/rooms/<slug>/); UserConsumer is the socket of
+every other signed-in page (/ws/me/): the user's own events only, and on a conversation
+page (?with=<username>) its composer.
 
 Close codes (htmx's ws extension reconnects only after 1006, 1011, 1012 and 1013):
   4401  not logged in; or, while connected, logged out, the session deleted, the user
         deactivated or their password changed: reconnecting cannot help
-  4404  no such room, or one this user may not enter (private rooms stay unrevealed)
+  4404  no such room, or one this user may not enter (private rooms stay unrevealed);
+        on /ws/me/, no such person to converse with
   4403  access to the room was withdrawn while connected (removed from its members, the
         room made staff-only or private, demoted from staff, the room deleted)
-  1003  a binary frame: the composer only sends text
+  1003  a binary frame: the composer only sends text; on /ws/me/, any frame from a page
+        that has no composer
   1008  policy: frames sent faster than they are served (more than
         CHAT_SOCKET_MAX_QUEUED_FRAMES, or _BYTES, waiting: realtime/limits.py;
         or past the socket's frame budget, CHAT_SOCKET_FRAME_BURST then
@@ -19,6 +25,7 @@ A socket with more than CHAT_SOCKET_MAX_BUFFERED_BYTES sent to it and not read i
 without a close frame (it would not be read): the consumer sees 1006.
 """
 
+import asyncio
 import itertools
 import logging
 from collections.abc import Mapping
@@ -27,11 +34,20 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 
 import realtime
 from realtime import HubSocket
-from rooms import access_checks, presence, services
-from rooms.forms import ComposerForm, FrameError, decode_composer_frame
+from rooms import access_checks, presence, services, typists
+from rooms.forms import (
+    ComposerForm,
+    FrameError,
+    PrivateMessageForm,
+    composer_data,
+    decode_composer_frame,
+    is_typing_frame,
+    parse_frame,
+)
 from rooms.models import Room
 
 log = logging.getLogger(__name__)
@@ -163,7 +179,11 @@ class RoomConsumer(HubSocket):
             await self.close(CLOSE_TOO_BIG)
             return
         try:
-            data = decode_composer_frame(text_data)
+            frame = parse_frame(text_data)
+            if is_typing_frame(frame):
+                await self.typing()
+                return
+            data = composer_data(frame)
         except FrameError as error:
             await self.send(text_data=self.composer(error=str(error)))
             return
@@ -180,6 +200,17 @@ class RoomConsumer(HubSocket):
         if posted is not None and not await posted.sent():
             reply = posted.html + reply  # the layer failed; the sender still sees it
         await self.send(text_data=reply)
+
+    async def typing(self) -> None:
+        """The composer's typing signal: "<user> is typing…" to the room's pages, when the
+        throttle and the room's size allow it (rooms/typists.py). Nothing is stored, and
+        the typist gets no answer."""
+        assert self.room is not None
+        if not typists.may_signal(self.room, self.user):
+            return
+        html = await database_sync_to_async(typists.notice)(self.room, self.user)
+        if html is not None:
+            await realtime.publish(services.room_group(self.room.pk), html)
 
     def submit(
         self, room: Room, data: dict[str, str]
@@ -251,6 +282,193 @@ class RoomConsumer(HubSocket):
             return
         log.info("%s lost access to %s: %s; closing", self.user, self.room, access.reason)
         await self.close(_close_code(access))
+
+    async def pm_arrived(self, event: dict[str, Any]) -> None:
+        """A private message reached this user (its HTML came just before): for the
+        conversation page's socket (UserConsumer); a room page has nothing to do."""
+
+
+class UserConsumer(HubSocket):
+    """The socket of every signed-in page that is not a room's (/ws/me/): the room list,
+    private messages, settings, mentions. A room page's own socket is in the same user
+    and session groups, so a page has one socket, whichever it is.
+
+    It gets the user's own events (private messages, notifications, the unread count),
+    closes on logout (the session's group) and when the session no longer vouches for
+    the user (an "access.check"). On a conversation page (`?with=<username>`) it also
+    takes that page's composer, and marks the conversation read as messages arrive in
+    it. Any other frame is refused (1003): other pages send nothing.
+    """
+
+    user: Any = None  # the scope's user (a lazy object), set on connect
+    partner: Any = None  # the other person, on a conversation page
+    ready = False  # let in and subscribed: frames are handled from then on
+    _empty_composer = ""
+    _reading: asyncio.Task[None] | None = None
+    _read_again = False
+
+    @property
+    def session_key(self) -> str | None:
+        return self.scope["session"].session_key
+
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        # Accept before closing, as RoomConsumer does: htmx retries a refused handshake.
+        await self.accept()
+        if self.user is None or not self.user.is_authenticated:
+            await self.close(CLOSE_UNAUTHENTICATED)
+            return
+        if not await self.admit(self.user.pk):
+            return
+        partner = _str_param(self.scope, "with")
+        if partner is not None:
+            self.partner = await database_sync_to_async(_active_user)(partner)
+            if self.partner is None:
+                log.info("user socket refused: %s has no conversation with %r", self.user, partner)
+                await self.close(CLOSE_NO_ROOM)
+                return
+        groups = (services.user_group(self.user.pk), services.session_group(self.session_key))
+        if not await self.subscribe(*groups):
+            return
+        # The count as it is now: a page that was away (a reconnect) is brought up to date.
+        await self.send(text_data=await database_sync_to_async(self.settled_state)())
+        self.ready = True
+        self.opened()
+
+    def settled_state(self) -> str:
+        unread = services.unread_private_messages(self.user.pk)
+        return services.render_fragment("pm-unread", unread=unread, oob=True)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.ready:
+            return  # refused, and its close not yet at the client (RoomConsumer.receive)
+        if text_data is None or self.partner is None:
+            await self.close(CLOSE_UNSUPPORTED_DATA)
+            return
+        if len(text_data) * 4 > MAX_FRAME_BYTES and len(text_data.encode()) > MAX_FRAME_BYTES:
+            await self.close(CLOSE_TOO_BIG)
+            return
+        try:
+            data = decode_composer_frame(text_data)
+        except FrameError as error:
+            await self.send(text_data=await self.render_composer(error=str(error)))
+            return
+        if too_fast := services.sending_too_fast(self.user.pk):
+            await self.send(text_data=await self.render_composer(data, error=too_fast.error))
+            return
+        submitted = await realtime.database_call(self.submit)(data)
+        if isinstance(submitted, services.Unauthenticated):
+            log.info("%s may not send from %s: %s; closing", self.user, self, submitted.reason)
+            await self.close(CLOSE_UNAUTHENTICATED)
+            return
+        reply, posted = submitted
+        if posted is not None and not await posted.sent():
+            reply = posted.html + reply  # the layer failed; the sender still sees it
+        await self.send(text_data=reply)
+
+    def submit(
+        self, data: dict[str, str]
+    ) -> tuple[str, services.Posted | None] | services.Unauthenticated:
+        """Authorize against the rows as they are now (the session, the user, the other
+        person), then send as the fresh user. Returns the HTML for this socket only and
+        what was posted, still to be sent; or why the socket may no longer send."""
+        (access,) = services.user_sockets_access([(self.user.pk, self.session_key)])
+        if isinstance(access, services.Unauthenticated):
+            return access
+        form = PrivateMessageForm(data)
+        partner = _active_user(self.partner.username)
+        if partner is None:
+            error = f"{self.partner.username} can no longer receive private messages."
+            return self.composer(data, error=error), None
+        if not form.is_valid():
+            return self.composer(data, form=form), None
+        posted = services.send_private_message(access.user, partner, form.cleaned_data["body"])
+        return self.composer(), posted
+
+    @database_sync_to_async
+    def render_composer(self, data: dict[str, str] | None = None, *, error: str = "") -> str:
+        return self.composer(data, error=error)
+
+    def composer(
+        self,
+        data: dict[str, str] | None = None,
+        *,
+        form: PrivateMessageForm | None = None,
+        error: str = "",
+    ) -> str:
+        """The conversation's composer, out of band: emptied after a send, kept with an
+        error otherwise."""
+        if data is None and form is None and not error:
+            if not self._empty_composer:  # the same after every send: rendered once
+                self._empty_composer = services.render_fragment(
+                    "pm-composer", other=self.partner, form=PrivateMessageForm(), error=""
+                )
+            return self._empty_composer
+        form = form or PrivateMessageForm(initial=data)
+        return services.render_fragment("pm-composer", other=self.partner, form=form, error=error)
+
+    # The conversation read as it arrives ---------------------------------------------
+
+    async def pm_arrived(self, event: dict[str, Any]) -> None:
+        """A private message reached this user (its HTML came just before). On the page
+        of the conversation it belongs to, it was read there: marked so, and the user's
+        pages get the new count. Not here: this runs in the fan-out's delivery loop,
+        which must not wait for the database; a burst is marked in one go."""
+        if self.partner is None or event.get("sender") != self.partner.pk or self.closing:
+            return
+        if self._reading is not None and not self._reading.done():
+            self._read_again = True  # it may have read before this one was stored
+            return
+        self._reading = asyncio.get_running_loop().create_task(self._read(), name="pm read")
+
+    async def _read(self) -> None:
+        self._read_again = True
+        while self._read_again and self.is_open:
+            self._read_again = False
+            try:
+                await realtime.database_call(services.read_private_messages)(
+                    self.user.pk, self.partner.pk
+                )
+            except Exception:
+                log.exception(
+                    "marking %s's conversation with %s read failed", self.user, self.partner
+                )
+                return
+
+    # Access re-checked where it changes ------------------------------------------------
+
+    async def access_check(self, event: dict[str, Any]) -> None:
+        """The user or the session changed (rooms/signals.py): is the session still
+        signed in as this user? Decided with every other user socket asked meanwhile
+        (rooms/access_checks.py), not here in the fan-out's loop."""
+        if self.ready and not self.closing:
+            access_checks.request_user_check(self)
+
+    def access_key(self) -> services.UserSocketKey | None:
+        if not self.is_open:
+            return None
+        return self.user.pk, self.session_key
+
+    async def access_decided(
+        self, access: services.SignedIn | services.Unauthenticated | None
+    ) -> None:
+        if isinstance(access, services.SignedIn) or self.closing or not self.is_open:
+            return
+        if access is None:
+            log.warning("access check of %s's user socket failed; closing", self.user)
+            await self.close(CLOSE_TRY_AGAIN_LATER)
+            return
+        log.info("%s's user socket: %s; closing", self.user, access.reason)
+        await self.close(CLOSE_UNAUTHENTICATED)
+
+
+def _active_user(username: str) -> Any | None:
+    return get_user_model().objects.filter(username=username, is_active=True).first()
+
+
+def _str_param(scope: Mapping[str, Any], name: str) -> str | None:
+    values = parse_qs(scope.get("query_string", b"").decode("utf-8", "replace")).get(name)
+    return values[0][:150] if values else None
 
 
 def _close_code(denied: services.Denied) -> int:

@@ -127,6 +127,16 @@ def decode_composer_frame(text: str) -> dict[str, str]:
     Only `body` matters, and it must be a string: a number or a list is a client bug,
     not something to coerce.
     """
+    return composer_data(parse_frame(text))
+
+
+# The field of the room composer's typing signal (room.html#composer: the textarea sends
+# `{"typing": "1", "HEADERS": ...}` as someone types, at most every few seconds).
+TYPING_FIELD = "typing"
+
+
+def parse_frame(text: str) -> dict[str, Any]:
+    """A ws-send frame's JSON object, or FrameError saying what is wrong."""
     try:
         data = json.loads(text)
     except ValueError:
@@ -135,6 +145,16 @@ def decode_composer_frame(text: str) -> dict[str, str]:
         raise FrameError("That message could not be read (it was nested too deeply).") from None
     if not isinstance(data, dict):
         raise FrameError("That message could not be read (expected a JSON object).")
+    return data
+
+
+def is_typing_frame(data: dict[str, Any]) -> bool:
+    """The typing signal, not a message: it carries the typing field and no text."""
+    return TYPING_FIELD in data and "body" not in data
+
+
+def composer_data(data: dict[str, Any]) -> dict[str, str]:
+    """A parsed frame as the composer's form data, or FrameError (decode_composer_frame)."""
     body = data.get("body")
     if body is None:
         raise FrameError("That message had no text (the “body” field is missing).")

@@ -227,6 +227,33 @@ def _vouches_for(user: Any, session_hash: str | None) -> bool:
     return any(constant_time_compare(session_hash, known) for known in hashes)
 
 
+UserSocketKey = tuple[int, str | None]  # a user socket's user id and session key
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A socket that is no room's (the user socket of every other page) may stay open:
+    its session still vouches for its user."""
+
+    user: Any
+
+
+def user_sockets_access(sockets: Sequence[UserSocketKey]) -> list[SignedIn | Unauthenticated]:
+    """For sockets that are in no room: whether each one's session is still signed in
+    as its user (session_users), in two queries however many there are."""
+    users = session_users({session_key for _, session_key in sockets})
+    decisions: list[SignedIn | Unauthenticated] = []
+    for user_id, session_key in sockets:
+        user = users.get(session_key or "")
+        if user is None:
+            decisions.append(Unauthenticated("the session ended or no longer vouches for its user"))
+        elif user.pk != user_id:
+            decisions.append(Unauthenticated("the session is signed in as someone else now"))
+        else:
+            decisions.append(SignedIn(user))
+    return decisions
+
+
 def is_room_name(slug: str) -> bool:
     """Whether `slug` could name a room (whether or not one exists)."""
     return ROOM_SLUG.fullmatch(slug) is not None
@@ -821,6 +848,7 @@ class Posted:
 
     html: str
     publications: list[realtime.Publication]
+    private_message: PrivateMessage | None = None  # what a /pm stored
 
     async def sent(self) -> bool:
         return all([await publication for publication in self.publications])
@@ -838,15 +866,83 @@ def post_message(room: Room, author: Any, body: str, *, reply_to: Message | None
 
 
 def send_private_message(sender: Any, recipient: Any, body: str) -> Posted:
+    """Store and publish a private message, to every page of both people.
+
+    Rendered once for both ends (the page's per-viewer CSS shows "delivered" to the
+    sender and "private" to the recipient): appended to a room page's log or to the
+    pair's conversation page, whichever a page is. The recipient's copy also carries
+    what is theirs alone, rendered for them (one recipient per message): their unread
+    count and a notification; and then a "pm.arrived" event, for a page of this
+    conversation they have open to mark it read (rooms/consumers.py UserConsumer).
+    A message to oneself is read when sent.
+    """
+    to_self = sender.pk == recipient.pk
     with transaction.atomic():
-        pm = PrivateMessage.objects.create(sender=sender, recipient=recipient, body=body)
-        html = render_fragment("private-message-oob", pm=pm)
-        # One rendering for both ends; the page's per-viewer CSS shows "delivered" to the
-        # sender and "private" to the recipient.
-        people = {recipient.pk, sender.pk}
-        published = [realtime.publish_on_commit(user_group(pk), html) for pk in sorted(people)]
+        pm = PrivateMessage.objects.create(
+            sender=sender,
+            recipient=recipient,
+            body=body,
+            read_at=timezone.now() if to_self else None,
+        )
+        html = render_fragment(
+            "private-message-oob", pm=pm, conversation=conversation_key(sender.pk, recipient.pk)
+        )
+        published = [realtime.publish_on_commit(user_group(sender.pk), html)]
+        if not to_self:
+            news = render_fragment(
+                "private-message-news", pm=pm, unread=unread_private_messages(recipient.pk)
+            )
+            to_recipient = user_group(recipient.pk)
+            published.append(realtime.publish_on_commit(to_recipient, html + news))
+            arrived = {"type": PM_ARRIVED, "sender": sender.pk}
+            published.append(realtime.event_on_commit(to_recipient, arrived))
     log.info("private message %s from %s to %s", pm.pk, sender, recipient)
-    return Posted(html, published)
+    return Posted(html, published, private_message=pm)
+
+
+# The event that follows a private message to its recipient's pages (send_private_message).
+PM_ARRIVED = "pm.arrived"
+
+
+def conversation_key(one: int, other: int) -> str:
+    """The pair's name in element ids, the same from either end: "<lower id>-<higher id>"
+    (the conversation page's log is `#conversation-<key>`)."""
+    low, high = sorted((one, other))
+    return f"{low}-{high}"
+
+
+def unread_private_messages(user_id: int) -> int:
+    """How many private messages `user_id` has not read (one query, on its own index)."""
+    return PrivateMessage.objects.filter(recipient_id=user_id, read_at__isnull=True).count()
+
+
+def read_private_messages(reader_id: int, sender_id: int) -> int:
+    """Mark what `sender_id` sent `reader_id` as read: the reader was shown the newest of
+    their conversation (its page, or a message arriving while it was open). One UPDATE,
+    whatever their number; returns how many were unread. When any were, every page of
+    the reader's gets their new count."""
+    with transaction.atomic():
+        read = PrivateMessage.objects.filter(
+            recipient_id=reader_id, sender_id=sender_id, read_at__isnull=True
+        ).update(read_at=timezone.now())
+        if read:
+            count = render_fragment(
+                "pm-unread", unread=unread_private_messages(reader_id), oob=True
+            )
+            realtime.publish_on_commit(user_group(reader_id), count)
+    return read
+
+
+def sent_private_message(sender: Any, value: str | None) -> PrivateMessage | None:
+    """The private message `value` (an id from a URL) if `sender` sent it, else None:
+    what the room page confirms after a /pm without JavaScript (`?sent=<id>`)."""
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 18:
+        return None
+    return (
+        PrivateMessage.objects.select_related("recipient")
+        .filter(pk=int(value), sender_id=sender.pk)
+        .first()
+    )
 
 
 def submit_composer(

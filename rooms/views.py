@@ -85,7 +85,9 @@ def room_detail(request: SignedInRequest, slug: str) -> HttpResponse:
     if "reply" in request.GET:
         return _start_reply(request, room)
     if "before" not in request.GET:
-        return _render_room(request, room, ComposerForm())
+        # After a /pm without JavaScript (post_message): what was sent, and to whom.
+        sent_pm = services.sent_private_message(request.user, request.GET.get("sent"))
+        return _render_room(request, room, ComposerForm(), sent_pm=sent_pm)
     try:
         before = _message_id(request.GET["before"])
         history = services.messages_before(room, before)
@@ -190,6 +192,10 @@ def post_message(request: SignedInRequest, slug: str) -> HttpResponse:
     form, posted = services.submit_composer(room, request.user, request.POST)
     if posted is None:
         return _render_room(request, room, form, status=400, reply=reply)
+    if posted.private_message is not None:
+        # Back to the room, which confirms what was sent and to whom (its id only: no
+        # user text in the URL).
+        return redirect(f"{room.get_absolute_url()}?sent={posted.private_message.pk}")
     return redirect(room)
 
 
@@ -327,6 +333,7 @@ def _render_room(
     status: int = 200,
     history: services.HistoryPage | None = None,
     reply: Message | None = None,
+    sent_pm: PrivateMessage | None = None,
 ) -> HttpResponse:
     if history is None:
         view = services.recent_messages(room)
@@ -349,6 +356,7 @@ def _render_room(
         "reply": reply,
         "members": room.members.order_by("username") if is_owner else None,
         "invite_form": invite_form or InviteForm(),
+        "sent_pm": sent_pm,
     }
     return render(request, "rooms/room.html", context, status=status)
 
@@ -412,6 +420,9 @@ def conversation(request: SignedInRequest, username: str) -> HttpResponse:
             raise Http404("No such message between you two.") from None
     else:
         history = services.latest_private_messages(request.user, other)
+        # Its newest messages shown: what the other sent is read (and the user's other
+        # pages get the new count).
+        services.read_private_messages(request.user.pk, other.pk)
     return _render_conversation(request, other, history, form, error=error, status=status)
 
 
@@ -430,7 +441,7 @@ def private_message_permalink(request: SignedInRequest, username: str, pm_id: in
 
 
 def _render_conversation(
-    request: HttpRequest,
+    request: SignedInRequest,
     other: Any,
     history: services.ConversationPage,
     form: PrivateMessageForm,
@@ -438,7 +449,13 @@ def _render_conversation(
     error: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    context = {"other": other, "history": history, "form": form, "error": error}
+    context = {
+        "other": other,
+        "history": history,
+        "form": form,
+        "error": error,
+        "conversation": services.conversation_key(request.user.pk, other.pk),
+    }
     return render(request, "rooms/conversation.html", context, status=status)
 
 

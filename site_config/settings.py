@@ -297,6 +297,10 @@ CHAT_PRESENCE_LEAVE_GRACE = setting(
 )
 # Joins and leaves are sent once per tick per room, however many there were.
 CHAT_PRESENCE_TICK = 0.25
+# "ann is typing…": at most one per user per room this many seconds apart (the page
+# shows it a little longer), and none in a room with more than this many online.
+CHAT_TYPING_INTERVAL = 3.0
+CHAT_TYPING_MAX_ONLINE = 100
 # How often each process checks the channel layer, to resync its sockets after an outage.
 CHAT_LAYER_CHECK_SECONDS = setting(env.float, "CHAT_LAYER_CHECK_SECONDS", 2.0, validate=positive)
 # Seconds a stopping process (SIGTERM) gives the sockets it closed to reconnect elsewhere

@@ -262,12 +262,26 @@ def test_an_invalid_post_shows_the_error_and_stores_nothing(alice_client, lobby,
 
 
 def test_a_pm_command_posted_without_javascript_is_private(alice_client, alice, bob, lobby):
-    assertRedirects(
-        alice_client.post("/rooms/lobby/messages/", {"body": "/pm bob hi"}), "/rooms/lobby/"
-    )
+    response = alice_client.post("/rooms/lobby/messages/", {"body": "/pm bob hi"})
     assert not Message.objects.exists()
     pm = PrivateMessage.objects.get()
     assert (pm.sender, pm.recipient, pm.body) == (alice, bob, "hi")
+    # Back to the room, which says what was sent and where (the URL names its id only).
+    assertRedirects(response, f"/rooms/lobby/?sent={pm.pk}")
+    status = page(alice_client.get(f"/rooms/lobby/?sent={pm.pk}")).one(class_="composer-status")
+    text = " ".join(status.text.split()).replace(" :", ":").replace("( ", "(").replace(" )", ")")
+    assert text == "Private message sent to bob: “hi” (see the conversation)"
+    links = [a.attrs["href"] for a in status.find_all("a")]
+    assert links == ["/messages/bob/", f"/messages/bob/{pm.pk}/#pm-{pm.pk}"]
+
+
+def test_the_pm_confirmation_shows_only_the_senders_own_messages(
+    alice_client, login, alice, bob, lobby
+):
+    pm = PrivateMessage.objects.create(sender=bob, recipient=alice, body="bob's secret")
+    for query in (f"?sent={pm.pk}", "?sent=nope", "?sent=99999999999999999999"):
+        document = page(alice_client.get(f"/rooms/lobby/{query}"))
+        assert document.find_all(class_="composer-status") == [], query
 
 
 def test_posting_to_a_room_that_does_not_exist_is_404_and_creates_nothing(alice_client):
