@@ -1,13 +1,16 @@
-"""A message body as it is shown: line breaks, links, `code` and fenced code blocks.
+"""A message body as it is shown: line breaks, links, `code`, fenced code blocks, @mentions.
 
 The text is cut into tokens, and each token becomes markup through `format_html` (which
 escapes every piece of user text it is given) or `escape`: no user markup is ever passed
 through. Nothing else is formatting (no bold, no HTML, no markdown links or images). The
 output holds only `<a href="http(s)://..." rel="nofollow noopener">`, `<br>`, `<code>` and
-`<pre><code>` (rooms/tests/test_formatting.py holds it to exactly that); designers style
-them as `.message-body a`, `code` and `pre` (static/css/chat.css).
+`<pre><code>` (rooms/tests/test_formatting.py holds it to exactly that), and, for the
+names a message mentions (given by the caller: the message's stored `mentioned`),
+`<a class="mention" href="/messages/<name>/">` and `<span class="mention">@here</span>`
+(rooms/tests/test_mentions.py); designers style them as `.message-body a`, `code`, `pre`
+and `.mention` (static/css/chat.css).
 
-This is the one place where Python writes markup, and on purpose: the four fixed tags below
+This is the one place where Python writes markup, and on purpose: the fixed tags below
 (MARKUP) are the whole of it. The same markup rendered by a template cost 130-400 us a
 message against about 30 us here (Django 5.2, this machine); a room page renders 50.
 
@@ -17,13 +20,23 @@ The tokenizer, in order:
      lines are kept verbatim;
   2. lines: the other lines, in runs between code blocks, shown with <br> between them;
   3. inline, within a line: `code` in single backticks (nothing inside is formatted), then,
-     in the text around it, http(s) URLs.
+     in the text around it, http(s) URLs, then, in the text around those, @mentions.
+
+A mention is "@" and a name of Django's username characters but "@" (letters, digits and
+`.+-_`), not continuing a word or an address ("ann@bob.test" mentions nobody); a full stop
+ending it is punctuation, not part of the name ("@bob." and "@bob," mention bob). Which
+names are people is not this module's to know: `mention_names` lists what a text would
+mention, the caller resolves them (case-insensitively, rooms/attention.py) and stores who
+they are, and `format_body(text, mentioned)` links only those; any other stays text.
+"@here" is everyone online in the room when it is posted (rooms/attention.py).
 """
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from django.urls import reverse
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
@@ -33,6 +46,8 @@ MARKUP = {
     "code": "<code>{}</code>",
     "fence": "<pre><code>{}</code></pre>",
     "break": "<br>",
+    "mention": '<a class="mention" href="{}">@{}</a>',
+    "here": '<span class="mention mention--here">@here</span>',
 }
 
 FENCE_OPEN = re.compile(r"```[ \t]*[^\s`]*[ \t]*")
@@ -47,13 +62,17 @@ TRAILING_PUNCTUATION = ".,;:!?"
 # What the address must start with (a host name, or "[" of an IPv6 address): "http://",
 # "http://." or "http:///x" alone stay text.
 HOST_START = re.compile(r"[^\W_]|\[")
+# @name: not after a word character or anything a name or an address holds.
+MENTION = re.compile(r"(?<![\w.@+-])@(?P<name>[\w.+-]+)")
+HERE = "here"  # "@here": whoever is online in the room (never a user's name)
 
-Kind = Literal["text", "code", "link"]
+Kind = Literal["text", "code", "link", "mention"]
 
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    """A run of a line: plain text, inline code, or a link (`href` is what it points to)."""
+    """A run of a line: plain text, inline code, a link (`href` is what it points to), or
+    a mention (`text` as typed, "@Bob"; `href` the name, "Bob")."""
 
     kind: Kind
     text: str
@@ -68,8 +87,17 @@ class Block:
     code: str | None = None
 
 
-def format_body(text: str) -> SafeString:
-    """The body's markup, from `tokenize(text)`: every piece of text escaped."""
+def format_body(text: str, mentioned: str | Iterable[str] | None = None) -> SafeString:
+    """The body's markup, from `tokenize(text)`: every piece of text escaped.
+
+    `mentioned`: the usernames (as stored; space-separated, or any iterable) that its
+    mentions are known to be; "@name" of one of them (in any case) becomes a link to
+    that person, any other stays text, and "@here" is marked. None (not a message's
+    body): no mention is formatted."""
+    known: dict[str, str] | None = None
+    if mentioned is not None:
+        names = mentioned.split() if isinstance(mentioned, str) else mentioned
+        known = {name.casefold(): name for name in names}
     parts: list[str] = []
     for block in tokenize(text):
         if block.code is not None:  # kept verbatim: its line breaks are text in a <pre>
@@ -78,11 +106,33 @@ def format_body(text: str) -> SafeString:
         for number, line in enumerate(block.lines):
             if number:
                 parts.append(MARKUP["break"])
-            parts.extend(_markup(token) for token in line)
+            parts.extend(_markup(token, known) for token in line)
     return mark_safe("".join(parts))  # each part escaped, or fixed markup
 
 
-def _markup(token: Token) -> str:
+def mention_names(text: str) -> list[str]:
+    """The names `text` mentions, as typed, each once (whatever its case), in order:
+    "@here" as "here". Not those in code, nor in links."""
+    names: dict[str, str] = {}
+    for block in tokenize(text):
+        for line in block.lines:
+            for token in line:
+                if token.kind == "mention":
+                    names.setdefault(token.href.casefold(), token.href)
+    return list(names.values())
+
+
+def _markup(token: Token, known: dict[str, str] | None) -> str:
+    if token.kind == "mention":
+        if known is None:
+            return escape(token.text)
+        name = token.href.casefold()
+        if name == HERE:  # (whoever was online: in `mentioned` by name)
+            return MARKUP["here"]
+        if name in known:
+            href = reverse("pm:conversation", args=[known[name]])
+            return format_html(MARKUP["mention"], href, token.href)  # (as typed)
+        return escape(token.text)
     if token.kind == "link":
         return format_html(MARKUP["link"], token.href, token.text)
     if token.kind == "code":
@@ -131,11 +181,7 @@ def inline(line: str) -> list[Token]:
 
 
 def links(text: str) -> list[Token]:
-    """Text with its http(s) URLs as links; everything else stays text.
-
-    Issue 13's @username mentions go here: one more pattern found in this same text (not in
-    code), one more token kind, and its entry in MARKUP and `_markup`.
-    """
+    """Text with its http(s) URLs as links, and mentions in the text between them."""
     tokens: list[Token] = []
     start = 0
     for match in URL.finditer(text):
@@ -144,9 +190,27 @@ def links(text: str) -> list[Token]:
         if not HOST_START.match(rest):
             continue
         if match.start() > start:
-            tokens.append(Token("text", text[start : match.start()]))
+            tokens.extend(mentions(text[start : match.start()]))
         tokens.append(Token("link", url, href=f"{match['scheme'].lower()}://{rest}"))
         start = match.start() + len(url)
+    if start < len(text):
+        tokens.extend(mentions(text[start:]))
+    return tokens
+
+
+def mentions(text: str) -> list[Token]:
+    """Text with each "@name" as a mention (whoever it names, if anyone: `format_body`);
+    a full stop after the name is given back to the text."""
+    tokens: list[Token] = []
+    start = 0
+    for match in MENTION.finditer(text):
+        name = match["name"].rstrip(".")
+        if not name:
+            continue
+        if match.start() > start:
+            tokens.append(Token("text", text[start : match.start()]))
+        tokens.append(Token("mention", "@" + name, href=name))
+        start = match.start() + 1 + len(name)
     if start < len(text):
         tokens.append(Token("text", text[start:]))
     return tokens
