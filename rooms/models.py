@@ -278,3 +278,30 @@ class MessageMention(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} mentions {self.user}"
+
+
+class Webhook(models.Model):
+    """An incoming webhook: a secret URL (`POST /hooks/<token>/`) that posts into `room`
+    as `bot`, a user of its own (rooms/hooks.py). Only the token's sha256 is stored: the
+    token itself is shown once, when the hook is made. Revoked hooks keep their row (and
+    their bot its messages); deleting the room deletes its hooks."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="webhooks")
+    bot = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook"
+    )
+    token_sha256 = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["room", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.bot} → {self.room}{' (revoked)' if self.revoked_at else ''}"
