@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 import realtime
+from rooms import attention
 from rooms.models import Message, MessageRevision, Reaction, Room
 from rooms.services import Posted, User, attach_reactions, render_fragment, room_group
 
@@ -83,7 +84,8 @@ def live_messages(room: Room) -> QuerySet[Message]:
 
 def edit_message(message: Message, user: User, body: str) -> Posted:
     """Replace the text of `message` (its author's, in the edit window) with `body`,
-    already validated as a composer's is; the old text is kept for staff (the admin)."""
+    already validated as a composer's is; the old text is kept for staff (the admin).
+    Its mentions are read again: whoever it mentions now is notified, once."""
     may_edit(message, user)
     if message.body == body:
         # Nothing changed. (No sequence number may be spent without a change to show for
@@ -97,7 +99,11 @@ def edit_message(message: Message, user: User, body: str) -> Posted:
         )
         message.body = body
         message.edited_at = timezone.now()
-        posted = _changed(message, "body", "edited_at")
+        mentioned = attention.mentioned_users(message.room, message.author, body)
+        message.mentioned = attention.mentioned_text(mentioned)
+        newly = attention.store_mentions(message, mentioned)
+        posted = _changed(message, "body", "edited_at", "mentioned")
+        posted.publications += attention.notify(message, newly)
     log.info("message %s edited by %s", message.pk, user)
     return posted
 
@@ -110,9 +116,10 @@ def delete_message(message: Message, user: User) -> Posted:
         message = _locked(message)
         message.revisions.all().delete()
         message.reactions.all().delete()
+        attention.forget_mentions(message)
         message.body = ""
         message.deleted_at = timezone.now()
-        posted = _changed(message, "body", "deleted_at")
+        posted = _changed(message, "body", "deleted_at", "mentioned")
     log.info("message %s deleted by %s", message.pk, user)
     return posted
 

@@ -376,16 +376,17 @@ def _is_in(user: AbstractUser) -> Q:
 
 def visible_rooms(user: User) -> QuerySet[Room]:
     """Rooms the user may enter, the ones they are in first (`is_in`), then by name;
-    each annotated with `online`: users connected now.
+    each annotated with `online`: users connected now, and with what is unread there
+    for the user (`unread`, `mentions`, `read_seq`, `level`: attention.annotate_unread).
 
     No joins and no grouping over the outer query: every annotation is a subquery per
     room, so a page of it costs one query however many rooms there are.
     """
-    from rooms import presence  # (presence renders through this module)
+    from rooms import attention, presence  # (both render through this module)
 
     if isinstance(user, AnonymousUser):
         return Room.objects.none()  # (rooms are listed to signed-in users only)
-    return (
+    rooms = (
         Room.objects.filter(_visible_to(user))
         .annotate(
             # CASE, not the bare condition: "owner_id = me" is NULL for an ownerless
@@ -395,6 +396,7 @@ def visible_rooms(user: User) -> QuerySet[Room]:
         )
         .order_by(F("is_in").desc(), "slug")
     )
+    return attention.annotate_unread(rooms, user)
 
 
 def rooms_user_is_in(user: User, limit: int) -> list[Room]:
@@ -822,6 +824,12 @@ def room_group(room_id: int) -> str:
     return f"room.{room_id}"
 
 
+def activity_group(room_id: int) -> str:
+    """The pages that list a room (the room list, other rooms' sidebars): its activity,
+    for their unread counts (rooms/attention.py)."""
+    return f"activity.{room_id}"
+
+
 def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
@@ -855,14 +863,28 @@ class Posted:
 
 
 def post_message(room: Room, author: Any, body: str, *, reply_to: Message | None = None) -> Posted:
-    """Store and publish a message (`reply_to`: the message of this room it answers)."""
+    """Store and publish a message (`reply_to`: the message of this room it answers):
+    to the room, to the pages that list it (their unread counts), and to whoever it
+    mentions (rooms/attention.py). Each rendered once."""
+    from rooms import attention
+
     with transaction.atomic():
-        message = Message.objects.create(room=room, author=author, body=body, reply_to=reply_to)
+        mentioned = attention.mentioned_users(room, author, body)
+        message = Message.objects.create(
+            room=room,
+            author=author,
+            body=body,
+            reply_to=reply_to,
+            mentioned=attention.mentioned_text(mentioned),
+        )
+        attention.store_mentions(message, mentioned, new=True)
         message.reaction_summary = []
         html = render_fragment("message-oob", message=message)
         published = realtime.publish_on_commit(room_group(room.pk), html, seq=message.seq)
+        activity = attention.announce(message)
+        notified = attention.notify(message, mentioned)
     log.info("message %s by %s in %s", message.pk, author, room)
-    return Posted(html, [published])
+    return Posted(html, [published, activity, *notified])
 
 
 def send_private_message(sender: Any, recipient: Any, body: str) -> Posted:

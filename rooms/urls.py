@@ -23,6 +23,7 @@ urlpatterns = [
         name="transcript",
     ),
     path("<str:slug>/members/", views.invite_member, name="invite"),
+    path("<str:slug>/notifications/", views.notification_level, name="notification_level"),
     path(
         "<str:slug>/members/<username:username>/remove/", views.remove_member, name="remove_member"
     ),

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import reswap, retarget
 
 from accounts.time_zones import in_viewer_time_zone
-from rooms import changes, presence, services
+from rooms import attention, changes, presence, services
 from rooms.forms import (
     ComposerForm,
     InviteForm,
@@ -22,7 +22,7 @@ from rooms.forms import (
     PrivateMessageForm,
     RoomNameForm,
 )
-from rooms.models import Message, PrivateMessage, Room
+from rooms.models import Message, PrivateMessage, ReadPosition, Room
 
 # The room page's sidebar lists at most this many of the user's rooms ("All rooms…" has
 # the rest): a page's size must not grow with how many rooms someone is in.
@@ -65,7 +65,14 @@ def room_list(request: SignedInRequest) -> HttpResponse:
         page = services.room_list_page(request.user, request.GET.get("page"))
     except InvalidPage:
         raise Http404("No such page of rooms.") from None
-    return render(request, "rooms/room_list.html", {"page": page, "form": form}, status=status)
+    context = {
+        "page": page,
+        "form": form,
+        # The rooms listed, whose activity the page's socket follows (their counts).
+        "activity_rooms": ",".join(room.slug for room in page.object_list),
+        "unread_total": attention.unread_total(request.user),
+    }
+    return render(request, "rooms/room_list.html", context, status=status)
 
 
 @login_required
@@ -335,13 +342,20 @@ def _render_room(
     reply: Message | None = None,
     sent_pm: PrivateMessage | None = None,
 ) -> HttpResponse:
+    first_unread = None
     if history is None:
         view = services.recent_messages(room)
         cursor = view.cursor
         history = services.HistoryPage(view.messages, older=view.older, latest=True)
+        # The newest messages are shown: read up to the cursor. The "new messages"
+        # divider goes above the first that was past the position before.
+        position = attention.mark_read(request.user, room, cursor)
+        first_unread = attention.first_unread(history.messages, position, request.user)
     else:
         cursor = services.room_cursor(room)  # (older pages and permalinks stay live too)
+        position = attention.position_of(request.user, room)
     is_owner = room.visibility == Room.Visibility.PRIVATE and room.owner_id == request.user.pk
+    my_rooms = services.rooms_user_is_in(request.user, SIDEBAR_ROOMS)
     context = {
         "room": room,
         # A page of older history (or around a permalink) keeps the live socket: what
@@ -350,7 +364,13 @@ def _render_room(
         "history": history,
         "cursor": cursor,
         "online_users": presence.online_users(room),
-        "my_rooms": services.rooms_user_is_in(request.user, SIDEBAR_ROOMS),
+        "my_rooms": my_rooms,
+        # The sidebar's other rooms, whose activity the socket follows (their counts).
+        "activity_rooms": ",".join(other.slug for other in my_rooms if other.pk != room.pk),
+        "unread_total": attention.unread_total(request.user),
+        "first_unread": first_unread,
+        "level": position.level if position else ReadPosition.Level.EVERYTHING,
+        "levels": ReadPosition.Level.choices,
         "form": form,
         "error": error,
         "reply": reply,
@@ -464,3 +484,46 @@ def _pm_id(value: str) -> int:
     if not MESSAGE_ID.fullmatch(value):
         raise PrivateMessage.DoesNotExist(f"not a message id: {value[:40]!r}")
     return int(value)
+
+
+# Attention: how loudly a room calls, and the mentions of me (rooms/attention.py) ------------
+
+
+@login_required
+@require_POST
+def notification_level(request: SignedInRequest, slug: str) -> HttpResponse:
+    """Set how loudly the room may call the user (everything, mentions, nothing): back to
+    the room without JavaScript, the form again (saved) for htmx."""
+    room = _room_or_404(slug, request.user)
+    level = request.POST.get("level", "")
+    if level not in ReadPosition.Level.values:
+        context = {"room": room, "level": "", "levels": ReadPosition.Level.choices}
+        return render(request, "rooms/room.html#notification-level", context, status=400)
+    attention.set_level(request.user, room, level)
+    if not _is_htmx(request):
+        return redirect(room)
+    context = {
+        "room": room,
+        "level": level,
+        "levels": ReadPosition.Level.choices,
+        "level_saved": True,
+    }
+    response = render(request, "rooms/room.html#notification-level", context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@login_required
+@in_viewer_time_zone
+@require_GET
+def mentions(request: SignedInRequest) -> HttpResponse:
+    """The messages that mention the user, newest first, 50 a page (`?before=<message
+    id>`), each linking to its permalink; only in rooms they may still enter."""
+    before = None
+    if "before" in request.GET:
+        try:
+            before = _message_id(request.GET["before"])
+        except Message.DoesNotExist:
+            raise Http404("No such page of mentions.") from None
+    page = attention.mentions_page(request.user, before)
+    return render(request, "rooms/mentions.html", {"page": page, "paged": before is not None})

@@ -4,6 +4,7 @@ from django.urls import include, path
 from realtime.views import healthz
 from rooms import hooks_views
 from rooms.search_views import search_page
+from rooms.views import mentions
 from site_config.views import home
 
 urlpatterns = [
@@ -11,6 +12,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("rooms/", include("rooms.urls")),
     path("messages/", include("rooms.pm_urls")),
+    path("mentions/", mentions, name="mentions"),
     path("search/", search_page, name="search"),
     path("rooms/<str:slug>/hooks/", hooks_views.room_hooks, name="room_hooks"),
     path(

@@ -185,7 +185,8 @@ def test_room_page_has_the_stable_hooks_tests_and_htmx_rely_on(alice_client, lob
     assert composer.find("textarea", name="body") is not None
     socket = document.one(hx_ext="ws,oob-optional")
     # The page catches up from the room's sequence number, not from an id.
-    assert socket.attrs["ws-connect"] == f"/ws/rooms/lobby/?after={message.seq}"
+    # (read=1: the newest page, so what the socket delivers counts as read: attention.py)
+    assert socket.attrs["ws-connect"] == f"/ws/rooms/lobby/?after={message.seq}&read=1"
     assert document.one_by_id("chat-cursor").attrs["data-seq"] == str(message.seq)
     article = document.one_by_id(f"message-{message.pk}")
     assert article.attrs["data-message-id"] == str(message.pk)
@@ -206,7 +207,8 @@ def test_an_empty_room_asks_for_the_first_message_and_connects_after_zero(
 ) -> None:
     document = page(alice_client.get("/rooms/lobby/"))
     assert document.find(class_="chat-empty") is not None
-    assert document.one(hx_ext="ws,oob-optional").attrs["ws-connect"] == "/ws/rooms/lobby/?after=0"
+    socket = document.one(hx_ext="ws,oob-optional")
+    assert socket.attrs["ws-connect"] == "/ws/rooms/lobby/?after=0&read=1"
 
 
 def test_user_text_is_escaped_in_the_page(alice_client, alice, lobby) -> None:
