@@ -183,4 +183,72 @@
     drawer.open = false;
     toggle.focus();
   });
+
+  // 8. Unread counts: the one place where per-viewer arithmetic happens. A page that
+  //    lists rooms (the room list, a room page's sidebar) is sent, over its socket, each
+  //    message's activity in those rooms: one fragment rendered for every viewer
+  //    (room.html#room-activity: the room, the author, who it mentions), dropped into
+  //    #room-activity. Here it becomes this viewer's counts on the room's entry
+  //    ([data-room][data-unread]): one more unread if they follow the room
+  //    (data-following: they opened it) and it is not their own message, one more
+  //    mention if data-mentions names them. The title's total moves by what counts
+  //    loudly at the room's level (data-level), as rooms/attention.py loud_count sums it:
+  //    everything, the unread; mentions (or a room never opened), the mentions;
+  //    nothing, none. A #room-read push (the viewer read the room: its page, or its
+  //    socket) zeroes the entry. The title counts every room, but only the listed ones
+  //    move live (the others' activity does not reach the page): a reload counts them.
+  const activity = document.getElementById("room-activity");
+  function loud(entry) {
+    const level = entry.dataset.level;
+    if (level === "everything" && entry.hasAttribute("data-following")) return Number(entry.dataset.unread) || 0;
+    if (level === "mentions") return Number(entry.dataset.mentions) || 0;
+    return 0;
+  }
+  function showCounts(entry, unread, mentions) {
+    entry.dataset.unread = unread;
+    entry.dataset.mentions = mentions;
+    const unreadNumber = entry.querySelector(".unread-count .count-number");
+    const mentionNumber = entry.querySelector(".mention-count .count-number");
+    if (unreadNumber) unreadNumber.textContent = unread;
+    if (mentionNumber) mentionNumber.textContent = mentions;
+  }
+  function retitle(delta) {
+    if (!delta || !activity.hasAttribute("data-unread-total")) return;
+    const total = Math.max(0, (Number(activity.dataset.unreadTotal) || 0) + delta);
+    activity.dataset.unreadTotal = total;
+    document.title = (total ? "(" + total + ") " : "") + document.title.replace(/^\(\d+\) /, "");
+  }
+  function count(push) {
+    const entries = document.querySelectorAll('[data-room="' + CSS.escape(push.dataset.room) + '"][data-unread]');
+    if (!entries.length) return;
+    const before = loud(entries[0]);
+    const read = push.hasAttribute("data-room-read");
+    if (!read && push.dataset.author === viewer) return;
+    const mentioned = (push.dataset.mentions || "").split(" ").includes(viewer);
+    entries.forEach(function (entry) {
+      if (read) {
+        if (!entry.hasAttribute("data-following")) {
+          entry.setAttribute("data-following", ""); // (a first read: the default level)
+          entry.dataset.level = "everything";
+        }
+        showCounts(entry, 0, 0);
+        return;
+      }
+      const following = entry.hasAttribute("data-following");
+      showCounts(entry, Number(entry.dataset.unread) + (following ? 1 : 0),
+        Number(entry.dataset.mentions) + (mentioned ? 1 : 0));
+    });
+    retitle(loud(entries[0]) - before);
+  }
+  if (activity) {
+    new MutationObserver(function (mutations) {
+      mutations.forEach(function (mutation) {
+        mutation.addedNodes.forEach(function (node) {
+          if (node.nodeType !== 1 || !node.matches("[data-room-activity], [data-room-read]")) return;
+          count(node);
+          node.remove();
+        });
+      });
+    }).observe(activity, { childList: true });
+  }
 })();
