@@ -107,13 +107,13 @@ class Chatter:
     def send(self, text: str, page: Page | None = None, *, expect_cleared: bool = True) -> None:
         """Type into the composer and press Enter, as a person does."""
         page = page or self.page
-        composer = page.locator("#composer input[name=body]")
+        composer = page.locator("#composer [name=body]")
         composer.fill(text)
         composer.press("Enter")
         if expect_cleared:
             # The server answers a send with a fresh composer (out of band): the input
             # empties only once the message was accepted.
-            expect(page.locator("#composer input[name=body]")).to_have_value("")
+            expect(page.locator("#composer [name=body]")).to_have_value("")
 
 
 class SocketLink:
