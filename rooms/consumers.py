@@ -38,7 +38,7 @@ from django.contrib.auth import get_user_model
 
 import realtime
 from realtime import HubSocket
-from rooms import access_checks, presence, services, typists
+from rooms import access_checks, attention, presence, services, typists
 from rooms.forms import (
     ComposerForm,
     FrameError,
@@ -71,6 +71,7 @@ class RoomConsumer(HubSocket):
 
     room: Room | None = None  # set once the socket is let in
     user: Any = None  # the scope's user (a lazy object), set on connect
+    reads = False  # its page shows the room's newest messages: what it gets is read
     _empty_composer = ""
 
     @property
@@ -97,14 +98,21 @@ class RoomConsumer(HubSocket):
             await self.close(CLOSE_NO_ROOM)
             return
         # Its room's events (messages, presence), its user's (private messages, access
-        # checks) and its session's (logout).
+        # checks) and its session's (logout); and the activity of the other rooms its
+        # sidebar lists (?rooms=: their unread counts, rooms/attention.py).
+        listed = await database_sync_to_async(attention.page_groups)(self.user, self.scope)
+        own_activity = services.activity_group(self.room.pk)
         groups = (
             services.room_group(self.room.pk),
             services.user_group(self.user.pk),
             services.session_group(self.session_key),
+            *(group for group in listed if group != own_activity),
         )
         if not await self.subscribe(*groups):
             return
+        # (?read=1: the page shows the newest messages, so what it is sent from now on is
+        # read. An older page or a permalink reads nothing: the gap stays unread.)
+        self.reads = _int_param(self.scope, "read") == 1
         # Presence first, so that the online list the catch-up ends with includes this user.
         await presence.arrived(self.room, self.user, self.socket_id)
         await self.catch_up(self.room)
@@ -151,6 +159,8 @@ class RoomConsumer(HubSocket):
         await self.send(
             text_data=await database_sync_to_async(self.settled_state)(room, state.cursor)
         )
+        if self.reads and complete:
+            attention.reads().note(self.user.pk, room.pk, state.cursor)
 
     @database_sync_to_async
     def render(self, partial: str, **context: Any) -> str:
@@ -160,9 +170,20 @@ class RoomConsumer(HubSocket):
         online = presence.online_users(room)
         return services.render_fragment("caught-up", room=room, cursor=cursor, online_users=online)
 
+    async def deliver_html(self, events: list[dict[str, Any]], html: str) -> None:
+        await super().deliver_html(events, html)
+        # What the page was sent of its room is read (noted: written in a batch later).
+        # Only the room's own events carry a seq (messages and changes).
+        if self.reads and self.room is not None and not self.closing:
+            seq = max((event["seq"] or 0 for event in events if event.get("seq")), default=0)
+            if seq:
+                attention.reads().note(self.user.pk, self.room.pk, seq)
+
     async def disconnected(self, code: int) -> None:
         if self.room is not None:
             log.info("disconnected %s from %s (code %s)", self.user, self.room, code)
+            if self.reads:
+                await attention.reads().flush()  # what it read, written now
             await presence.departed(self.room, self.user, self.socket_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -327,7 +348,14 @@ class UserConsumer(HubSocket):
                 log.info("user socket refused: %s has no conversation with %r", self.user, partner)
                 await self.close(CLOSE_NO_ROOM)
                 return
-        groups = (services.user_group(self.user.pk), services.session_group(self.session_key))
+        # The activity of the rooms the page lists (?rooms=: their unread counts,
+        # rooms/attention.py).
+        listed = await database_sync_to_async(attention.page_groups)(self.user, self.scope)
+        groups = (
+            services.user_group(self.user.pk),
+            services.session_group(self.session_key),
+            *listed,
+        )
         if not await self.subscribe(*groups):
             return
         # The count as it is now: a page that was away (a reconnect) is brought up to date.
