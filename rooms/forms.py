@@ -130,7 +130,7 @@ def decode_composer_frame(text: str) -> dict[str, str]:
     return composer_data(parse_frame(text))
 
 
-# The field of the room composer's typing signal (room.html#composer: the textarea sends
+# The field of the room page's typing signal (room.html#typing-signal: the page sends
 # `{"typing": "1", "HEADERS": ...}` as someone types, at most every few seconds).
 TYPING_FIELD = "typing"
 

@@ -1,7 +1,9 @@
 """Typing ("ann is typing…"): a signal, not a message.
 
-The room composer's textarea sends `{"typing": "1"}` over the room socket as someone types
-(htmx, `hx-trigger="input throttle:3s"`: room.html#composer). Here it becomes one small
+As someone types in the room's composer, the page sends `{"typing": "1"}` over the room
+socket, at most every 3 s (static/js/chat.js submits room.html's hidden ws-send form
+#typing-signal: htmx's own hx-trigger on a ws-send element loses to htmx's "naked
+trigger" handler, and sends nothing). Here it becomes one small
 fragment for the room's pages, rendered once: nothing is stored, it takes no sequence
 number, and a page that misses it misses nothing. The page shows it for a few seconds and
 a CSS animation takes it away (no timer in JavaScript); another one from the same person

@@ -58,8 +58,8 @@ async def receive_until(socket: Any, text: str) -> str:
 
 
 async def send_typing(socket: Any) -> None:
-    """What the room composer's textarea sends as someone types (room.html#composer)."""
-    headers = {**HTMX_HEADERS, "HX-Trigger": "id_body", "HX-Trigger-Name": "body"}
+    """What the room page sends as someone types (room.html#typing-signal)."""
+    headers = {**HTMX_HEADERS, "HX-Trigger": "typing-signal", "HX-Target": "typing-signal"}
     await socket.send_text(json.dumps({"typing": "1", "HEADERS": headers}))
 
 

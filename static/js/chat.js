@@ -113,7 +113,7 @@
     time.title = localFull.format(when);
     const previous = message.previousElementSibling;
     if (previous && previous.matches(".day-divider")) return; // (a changed message, in place)
-    const messages = Array.from(document.querySelectorAll("#chat-log .message[data-day]"));
+    const messages = Array.from((message.closest("[role=log]") || document).querySelectorAll(".message[data-day]"));
     const before = messages[messages.indexOf(message) - 1];
     const template = document.getElementById("day-divider-template");
     if (template && (!before || dayOf(before) !== dayOf(message))) {
@@ -129,8 +129,9 @@
   }
 
   // Pushed messages arrive in #chat-live (new ones) or anywhere in the log (changed ones,
-  // in place); a push is rendered once for everyone, without a viewer, and carries
-  // data-pushed (room.html#message). Whether the viewer's own reaction is among its
+  // in place), or in a conversation page's log (#pm-log: private messages); a push is
+  // rendered once for everyone, without a viewer, and carries data-pushed
+  // (room.html#message, #private-message). Whether the viewer's own reaction is among its
   // reactions is per viewer: a page render sets aria-pressed, a push leaves it to this.
   const live = document.getElementById("chat-live");
   const viewer = document.body.dataset.viewer;
@@ -141,7 +142,7 @@
     });
     message.removeAttribute("data-pushed");
   }
-  const log = document.getElementById("chat-log");
+  const log = document.getElementById("chat-log") || document.getElementById("pm-log");
   if (log) {
     new MutationObserver(function (mutations) {
       mutations.forEach(function (mutation) {
@@ -251,4 +252,28 @@
       });
     }).observe(activity, { childList: true });
   }
+
+  // 9. Notifications (base.html #notifications: a private message, a mention, pushed to
+  //    whatever page the user is on). Each fades and collapses by itself (chat.css, no
+  //    timer) and only the last three show; the older ones are taken out here, so that a
+  //    page left open for days does not pile them up.
+  const notifications = document.getElementById("notifications");
+  if (notifications) {
+    new MutationObserver(function () {
+      while (notifications.children.length > 5) notifications.firstElementChild.remove();
+    }).observe(notifications, { childList: true });
+  }
+
+  // 10. "ann is typing…": typing in the room's composer submits the page's hidden
+  //    #typing-signal form (ws-send: {"typing": "1"} over the room's socket), at most once
+  //    every 3 s, counted from the last one sent (no timer). The server throttles too,
+  //    and sends everyone the line, which goes away by itself (rooms/typists.py).
+  let typingSent = 0;
+  document.addEventListener("input", function (event) {
+    const signal = document.getElementById("typing-signal");
+    if (!signal || !(event.target instanceof HTMLElement) || event.target.id !== "id_body") return;
+    if (Date.now() - typingSent < 3000) return;
+    typingSent = Date.now();
+    signal.requestSubmit();
+  });
 })();
