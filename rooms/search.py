@@ -24,14 +24,14 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlencode
 
 from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVectorField
 from django.db import connection as default_connection
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, FloatField, Q, QuerySet
+from django.db.models import F, FloatField, Q, QuerySet, Value
 from django.db.models.expressions import RawSQL
 from django.urls import reverse
 
@@ -352,29 +352,59 @@ def search(user: AbstractUser, params: Mapping[str, str], zone: tzinfo) -> Resul
     return _newest_page(criteria, user.pk, messages, private, params.get("m"), params.get("p"))
 
 
-def _matching(model: type[Any], criteria: Criteria, vendor: str) -> QuerySet[Any]:
-    """`model`'s rows whose text matches, each with its `rank` (higher is better)."""
+def statement(
+    rows: QuerySet[Any], criteria: Criteria, *, best: bool, before: int | None, limit: int
+) -> tuple[str, tuple[Any, ...]]:
+    """The SQL that finds, of `rows` (a table's rows the viewer may see, filtered), the
+    first `limit` whose text matches: newest first (by primary key, below `before`) or
+    best first. It selects (pk, score), a higher score a better match.
+
+    PostgreSQL: a filter on the stored vector (`@@`, the GIN index), ranked by ts_rank.
+    SQLite: the FTS5 table drives, its matches in rowid order (newest first, so a LIMIT
+    stops early however common the word) or by bm25 (computed once per match), each
+    match kept if its row is one of `rows` (a primary-key lookup).
+    """
+    model = rows.model
     table = model._meta.db_table
-    rows = cast(QuerySet[Any], model.objects.all())
-    if vendor == "postgresql":
+    if default_connection.vendor == "postgresql":
         query = SearchQuery(criteria.text, config="simple", search_type="websearch")
         vector = RawSQL(f'"{table}"."search_vector"', [], output_field=SearchVectorField())
-        ranked: QuerySet[Any] = (
-            rows.alias(vector=vector)
-            .filter(vector=query)
-            .alias(rank=SearchRank(F("vector"), query))
-        )
-        return ranked
-    fts, expression = SEARCHED[table], criteria.fts5()
-    matched = RawSQL(f"SELECT rowid FROM {fts} WHERE {fts} MATCH %s", [expression])
-    # bm25() is lower for better matches: negated, so that higher is better everywhere.
-    rank = RawSQL(
-        f'(SELECT -bm25({fts}) FROM {fts} WHERE {fts} MATCH %s AND rowid = "{table}"."id")',
-        [expression],
-        output_field=FloatField(),
+        matched = rows.alias(vector=vector).filter(vector=query)
+        if before is not None:
+            matched = matched.filter(pk__lt=before)
+        if best:
+            ranked = matched.annotate(score=SearchRank(F("vector"), query)).order_by(
+                "-score", "-pk"
+            )
+        else:
+            ranked = matched.annotate(score=Value(0.0, output_field=FloatField())).order_by("-pk")
+        sql, params = ranked.values_list("pk", "score")[:limit].query.sql_with_params()
+        return sql, tuple(params)
+    fts = SEARCHED[table]
+    kept = rows.filter(pk=RawSQL(f'"{fts}"."rowid"', [])).order_by().values("pk")
+    kept_sql, kept_params = kept.query.sql_with_params()
+    below = f' AND "{fts}"."rowid" < %s' if before is not None else ""
+    order = f"bm25({fts}), rowid DESC" if best else "rowid DESC"
+    sql = (
+        f'SELECT "{fts}"."rowid", -bm25({fts}) FROM {fts} WHERE {fts} MATCH %s{below} '
+        f"AND EXISTS ({kept_sql}) ORDER BY {order} LIMIT %s"
     )
-    ranked = rows.filter(pk__in=matched).alias(rank=rank)
-    return ranked
+    params = (criteria.fts5(), *([before] if before is not None else []), *kept_params, limit)
+    return sql, params
+
+
+def _found(
+    rows: QuerySet[Any], criteria: Criteria, *, best: bool, before: int | None, limit: int
+) -> list[tuple[float, Any]]:
+    """The rows `statement` finds, in its order, each with its score."""
+    if rows.query.is_empty():
+        return []  # (none(): no SQL to run)
+    sql, params = statement(rows, criteria, best=best, before=before, limit=limit)
+    with default_connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        scored = [(int(pk), float(score)) for pk, score in cursor.fetchall()]
+    loaded = rows.in_bulk([pk for pk, _ in scored])
+    return [(score, loaded[pk]) for pk, score in scored if pk in loaded]
 
 
 def _between(criteria: Criteria, zone: tzinfo) -> Q:
@@ -387,28 +417,28 @@ def _between(criteria: Criteria, zone: tzinfo) -> Q:
 
 
 def _room_messages(user: AbstractUser, criteria: Criteria, zone: tzinfo) -> QuerySet[Message]:
+    """The room messages `user` may see that the filters keep (the words aside)."""
     rooms = Room.objects.filter(services._visible_to(user))
     if criteria.room:
         rooms = rooms.filter(slug=criteria.room)
-    rows = _matching(Message, criteria, default_connection.vendor).filter(
-        _between(criteria, zone), room__in=rooms, deleted_at__isnull=True
-    )
+    rows = Message.objects.filter(_between(criteria, zone), room__in=rooms, deleted_at__isnull=True)
     if criteria.author:
         rows = rows.filter(author__username=criteria.author)
-    return cast(QuerySet[Message], rows.select_related("author", "room"))
+    return rows.select_related("author", "room")
 
 
 def _private_messages(
     user: AbstractUser, criteria: Criteria, zone: tzinfo
 ) -> QuerySet[PrivateMessage]:
+    """The private messages `user` sent or received that the filters keep."""
     if criteria.room:
         return PrivateMessage.objects.none()  # (in:<room> looks in that room only)
-    rows = _matching(PrivateMessage, criteria, default_connection.vendor).filter(
+    rows = PrivateMessage.objects.filter(
         Q(sender_id=user.pk) | Q(recipient_id=user.pk), _between(criteria, zone)
     )
     if criteria.author:
         rows = rows.filter(sender__username=criteria.author)
-    return cast(QuerySet[PrivateMessage], rows.select_related("sender", "recipient"))
+    return rows.select_related("sender", "recipient")
 
 
 def _message_hit(message: Message, marked: frozenset[str]) -> Hit:
@@ -436,6 +466,12 @@ def _private_hit(pm: PrivateMessage, user_id: int, marked: frozenset[str]) -> Hi
     )
 
 
+def _hit(row: Message | PrivateMessage, user_id: int, marked: frozenset[str]) -> Hit:
+    if isinstance(row, Message):
+        return _message_hit(row, marked)
+    return _private_hit(row, user_id, marked)
+
+
 def _cursor(value: str | None) -> int | None:
     if value and value.isascii() and value.isdigit() and len(value) <= 18:
         return int(value)
@@ -454,24 +490,19 @@ def _newest_page(
     primary key), merged by time. Each table's next cursor is the last of its rows shown,
     so a row not shown on this page (the other table's were newer) comes on the next."""
     m_cursor, p_cursor = _cursor(before_message), _cursor(before_private)
-    if m_cursor is not None:
-        messages = messages.filter(pk__lt=m_cursor)
-    if p_cursor is not None:
-        private = private.filter(pk__lt=p_cursor)
     rows: list[Message | PrivateMessage] = [
-        *messages.order_by("-pk")[: PAGE_SIZE + 1],
-        *private.order_by("-pk")[: PAGE_SIZE + 1],
+        row
+        for table, cursor in ((messages, m_cursor), (private, p_cursor))
+        for _, row in _found(table, criteria, best=False, before=cursor, limit=PAGE_SIZE + 1)
     ]
     rows.sort(key=lambda row: (row.created_at, row.pk), reverse=True)
     shown, more = rows[:PAGE_SIZE], len(rows) > PAGE_SIZE
-    hits = []
     for row in shown:
         if isinstance(row, Message):
-            hits.append(_message_hit(row, criteria.marked))
             m_cursor = row.pk
         else:
-            hits.append(_private_hit(row, user_id, criteria.marked))
             p_cursor = row.pk
+    hits = [_hit(row, user_id, criteria.marked) for row in shown]
     cursors = {name: value for name, value in (("m", m_cursor), ("p", p_cursor)) if value}
     return Results(criteria, hits, criteria.query_string(**cursors) if more else "")
 
@@ -484,26 +515,15 @@ def _best_page(
     page: str | None,
 ) -> Results:
     """Best first: ranked, PAGE_SIZE a page, at most MAX_BEST_PAGES pages (each table's
-    best page * PAGE_SIZE + 1 rows read, merged by rank)."""
+    best page * PAGE_SIZE + 1 rows read, merged by score)."""
     number = min(max(_cursor(page) or 1, 1), MAX_BEST_PAGES)
     wanted = number * PAGE_SIZE + 1
     ranked: list[tuple[float, Message | PrivateMessage]] = [
-        *(
-            (row.score, row)
-            for row in messages.annotate(score=F("rank")).order_by("-score", "-pk")[:wanted]
-        ),
-        *(
-            (row.score, row)
-            for row in private.annotate(score=F("rank")).order_by("-score", "-pk")[:wanted]
-        ),
+        *_found(messages, criteria, best=True, before=None, limit=wanted),
+        *_found(private, criteria, best=True, before=None, limit=wanted),
     ]
     ranked.sort(key=lambda pair: (pair[0], pair[1].created_at), reverse=True)
     shown = ranked[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     more = len(ranked) > number * PAGE_SIZE and number < MAX_BEST_PAGES
-    hits = [
-        _message_hit(row, criteria.marked)
-        if isinstance(row, Message)
-        else _private_hit(row, user_id, criteria.marked)
-        for _, row in shown
-    ]
+    hits = [_hit(row, user_id, criteria.marked) for _, row in shown]
     return Results(criteria, hits, criteria.query_string(page=number + 1) if more else "")

@@ -37,7 +37,7 @@ def read(user, room: Room) -> None:
 def counts(user) -> dict[str, tuple[int, int, str, bool]]:
     """Each visible room's (unread, mentions, level, following) for `user`."""
     return {
-        room.slug: (room.unread, room.mentions, room.level, room.read_seq is not None)
+        room.slug: (room.unread, room.mentions, room.level, room.read_seq is not None)  # type: ignore[attr-defined]
         for room in services.visible_rooms(user)
     }
 
@@ -91,7 +91,7 @@ def test_a_page_of_rooms_is_counted_in_one_query_however_many_rooms_and_users(
     def evaluated() -> tuple[int, list[tuple[int, int]]]:
         with CaptureQueriesContext(connection) as queries:
             listed = list(services.room_list_page(alice, 1).object_list)
-        return len(queries), [(room.unread, room.mentions) for room in listed]
+        return len(queries), [(room.unread, room.mentions) for room in listed]  # type: ignore[attr-defined]
 
     make_world(2, 1, alice, make_user)
     few, few_counts = evaluated()
@@ -303,26 +303,26 @@ def test_the_mentions_page_lists_mine_newest_first_with_permalinks(
     changes.delete_message(deleted, carol)
 
     items = page(login(bob).get("/mentions/")).find_all("li", class_="mention-item")
-    assert [int(i.attrs["data-message-id"]) for i in items] == [in_secret.pk, first.pk]
+    assert [int(i.attr("data-message-id")) for i in items] == [in_secret.pk, first.pk]
     link = items[1].one("a", class_="message-permalink")
     assert link.attrs["href"] == f"/rooms/lobby/messages/{first.pk}/#message-{first.pk}"
     assert items[1].one("a", class_="mention").attrs["href"] == "/messages/bob/"
 
     secret.members.remove(bob)  # no longer his to read
     items = page(login(bob).get("/mentions/")).find_all("li", class_="mention-item")
-    assert [int(i.attrs["data-message-id"]) for i in items] == [first.pk]
+    assert [int(i.attr("data-message-id")) for i in items] == [first.pk]
 
 
 def test_the_mentions_page_pages_by_message(login, lobby, alice, bob):
     posted = [say(lobby, alice, f"@bob {n}") for n in range(attention.MENTIONS_PAGE + 3)]
     client = login(bob)
     first = page(client.get("/mentions/"))
-    ids = [int(i.attrs["data-message-id"]) for i in first.find_all("li", class_="mention-item")]
+    ids = [int(i.attr("data-message-id")) for i in first.find_all("li", class_="mention-item")]
     assert ids == [m.pk for m in reversed(posted)][: attention.MENTIONS_PAGE]
     older = first.one("a", rel="next").attrs["href"]
     assert older == f"?before={ids[-1]}"
     second = page(client.get(f"/mentions/{older}"))
-    rest = [int(i.attrs["data-message-id"]) for i in second.find_all("li", class_="mention-item")]
+    rest = [int(i.attr("data-message-id")) for i in second.find_all("li", class_="mention-item")]
     assert rest == [m.pk for m in reversed(posted[:3])]
     assert second.find("a", rel="next") is None
     assert client.get("/mentions/?before=abc").status_code == 404

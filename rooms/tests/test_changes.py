@@ -346,7 +346,7 @@ async def test_a_reaction_burst_is_one_render_per_change_whoever_watches(
         await socket.receive()
     message = await db(Message.objects.get)(body="ship it")
     renders = []
-    real_render = changes.render_fragment
+    real_render = services.render_fragment
 
     def counting_render(partial, **context):
         renders.append(partial)
@@ -397,7 +397,8 @@ async def test_a_reply_sent_over_the_socket_quotes_its_message(gather, alice, bo
     await bob_socket.send_text(f'{{"body": "hi!", "reply_to": "{hello.pk}"}}')
     _, pushed = await bob_socket.receive_sent()
 
-    assert fragments.parse(pushed).one("blockquote", class_="message-quote")
+    quote = fragments.parse(pushed).one("blockquote", class_="message-quote")
+    assert quote.attr("data-quote-of") == str(hello.pk)
     assert await alice_socket.receive() == pushed
     reply = await db(Message.objects.get)(body="hi!")
     assert reply.reply_to_id == hello.pk

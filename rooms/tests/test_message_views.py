@@ -92,7 +92,7 @@ def test_without_javascript_the_author_edits_through_a_form_page(alice_client, h
     assert Message.objects.get(pk=hello.pk).body == "hello\nthere"
     shown = page(alice_client.get("/rooms/lobby/")).one_by_id(f"message-{hello.pk}")
     assert "data-edited" in shown.attrs
-    assert shown.one(class_="message-edited").attrs["title"].startswith("Edited ")
+    assert shown.one(class_="message-edited").attr("title").startswith("Edited ")
 
 
 def test_with_htmx_the_edit_form_opens_in_the_message_panel(alice_client, hello):

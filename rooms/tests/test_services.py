@@ -218,7 +218,8 @@ def test_post_message_stores_then_broadcasts_the_rendered_message(alice, listen)
         "seq": message.seq,
         "group": services.room_group(room.pk),  # each process routes it by that
     }
-    assert [p.future.result() for p in posted.publications] == [True]
+    # The room's, and its activity for the pages that list it (rooms/attention.py).
+    assert [p.future.result() for p in posted.publications] == [True, True]
     assert fragments.is_message_fragment(posted.html)
     assert fragments.message_ids(posted.html) == [message.pk]
     assert "hello &lt;b&gt;world&lt;/b&gt;" in posted.html
@@ -258,7 +259,7 @@ def test_post_message_keeps_the_message_when_the_channel_layer_is_down(alice, se
 
     posted = services.post_message(room, alice, "still here")
 
-    assert [p.future.result() for p in posted.publications] == [False]
+    assert [p.future.result() for p in posted.publications] == [False, False]
     assert Message.objects.get().body == "still here"
     assert "still here" in posted.html
 
