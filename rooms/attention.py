@@ -81,6 +81,8 @@ MAX_PAGE_ROOMS = 100
 MAX_MENTION_NAMES = 50
 # /mentions/: a page of this many, newest first.
 MENTIONS_PAGE = 50
+# Positions moved by one UPDATE (SQLite takes at most 32,766 parameters a statement).
+SAVE_CHUNK = 500
 
 
 def flush_seconds() -> float:
@@ -216,16 +218,17 @@ def save_positions(positions: Mapping[tuple[int, int], int]) -> dict[int, list[i
                 [ReadPosition(user_id=u, room_id=r, seq=positions[u, r]) for u, r in missing],
                 ignore_conflicts=True,  # (a page view made it meanwhile: the next batch)
             )
-        if forward:
+        for start in range(0, len(forward), SAVE_CHUNK):  # one UPDATE per chunk
+            chunk = forward[start : start + SAVE_CHUNK]
             new_seq = Case(
                 *(
                     When(pk=row.pk, then=Value(positions[row.user_id, row.room_id]))
-                    for row in forward
+                    for row in chunk
                 ),
                 output_field=IntegerField(),
             )
             # (seq__lt again: a page view may have moved it further meanwhile)
-            ReadPosition.objects.filter(pk__in=[row.pk for row in forward]).filter(
+            ReadPosition.objects.filter(pk__in=[row.pk for row in chunk]).filter(
                 seq__lt=new_seq
             ).update(seq=new_seq)
         for user_id, room_id in [*missing, *((row.user_id, row.room_id) for row in forward)]:

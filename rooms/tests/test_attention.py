@@ -188,30 +188,35 @@ def test_viewing_the_newest_page_moves_the_position_and_never_back(alice_client,
     assert ReadPosition.objects.get(user=alice, room=lobby).seq == end
 
 
+@pytest.mark.parametrize(("chunk", "queries"), [(500, 5), (1, 6)])
 def test_a_batch_of_positions_moves_each_forward_in_a_few_queries(
-    lobby, other_room, alice, bob, carol, django_assert_max_num_queries
+    lobby, other_room, alice, bob, carol, django_assert_max_num_queries, monkeypatch, chunk, queries
 ):
+    monkeypatch.setattr(attention, "SAVE_CHUNK", chunk)
     for _ in range(5):
         say(lobby, carol)
         say(other_room, carol)
-    read(alice, lobby)  # at 5
-    ReadPosition.objects.filter(user=alice).update(seq=2)
+    ReadPosition.objects.create(user=alice, room=lobby, seq=2)
+    ReadPosition.objects.create(user=carol, room=lobby, seq=1)
     ReadPosition.objects.create(user=bob, room=lobby, seq=4)
     batch = {
         (alice.pk, lobby.pk): 5,  # forward
+        (carol.pk, lobby.pk): 3,  # forward
         (bob.pk, lobby.pk): 3,  # behind what is stored: stays
         (bob.pk, other_room.pk): 4,  # none yet: made
         (carol.pk, other_room.pk): 5,
     }
-    with django_assert_max_num_queries(5):  # read, insert, update (and its transaction)
+    # Read, insert, one update per chunk (and the transaction's two statements).
+    with django_assert_max_num_queries(queries):
         moved = attention.save_positions(batch)
     assert {room: sorted(users) for room, users in moved.items()} == {
-        lobby.pk: [alice.pk],
+        lobby.pk: sorted([alice.pk, carol.pk]),
         other_room.pk: sorted([bob.pk, carol.pk]),
     }
     assert dict(ReadPosition.objects.values_list("user__username", "seq").filter(room=lobby)) == {
         "alice": 5,
         "bob": 4,
+        "carol": 3,
     }
     assert ReadPosition.objects.get(user=bob, room=other_room).seq == 4
 
