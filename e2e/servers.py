@@ -553,5 +553,5 @@ class RoomSocket:
 
 
 def _body(article: Any) -> str:
-    body = article.find("p", class_="message-body")
+    body = article.find(class_="message-body")
     return body.text if body is not None else ""

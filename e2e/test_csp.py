@@ -16,7 +16,7 @@ from e2e.test_xss import RECORD_CSP_VIOLATIONS
 
 pytestmark = pytest.mark.e2e
 
-MINE = "rgb(14, 159, 110)"  # --mine in static/css/chat.css
+MINE = "rgb(4, 120, 87)"  # --mine in static/css/chat.css (light scheme)
 
 
 def violations(page: Page) -> list[str]:

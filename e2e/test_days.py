@@ -93,7 +93,7 @@ def test_the_settings_page_offers_the_browsers_zone_and_pages_then_use_it(
     expect(page.get_by_label("Time zone")).to_have_value(READER_ZONE)
 
     page.get_by_role("button", name="Save").click()
-    expect(page.get_by_role("status")).to_have_text("Saved.")
+    expect(page.locator("main").get_by_role("status")).to_have_text("Saved.")
     page.reload()  # chosen now: the page keeps it, no longer guessing
     expect(page.get_by_label("Time zone")).to_have_value(READER_ZONE)
 
