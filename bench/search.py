@@ -101,11 +101,11 @@ def seed(rows: int) -> tuple[Any, float]:
             with raw.copy(f"COPY rooms_message ({columns}) FROM STDIN") as copy:
                 for i in range(rows):
                     copy.write_row(row(i))
+            cursor.execute("UPDATE rooms_room SET last_seq = %s WHERE id = %s", [rows, room.pk])
+        with connection.cursor() as cursor:  # (after the commit: no pending FK checks)
             cursor.execute(
                 "CREATE INDEX rooms_message_search ON rooms_message USING gin (search_vector)"
             )
-            cursor.execute("UPDATE rooms_room SET last_seq = %s WHERE id = %s", [rows, room.pk])
-        with connection.cursor() as cursor:
             cursor.execute("ANALYZE rooms_message")
     else:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
 
         server = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
         with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE}")
+            # (FORCE: the settings' connection pool still holds its connections.)
+            admin.execute(f"DROP DATABASE IF EXISTS {PG_DATABASE} WITH (FORCE)")
     return 0
 
 

@@ -14,7 +14,8 @@ The query language is the web-search one on both databases: words (all must be t
 syntax: each is double-quoted (a `"` in it doubled), the operators built here.
 
 Results are newest first (a keyset per table: `?m=<message id>&p=<private message id>`,
-no OFFSET) or best first (`order=best`: ranked, in bounded pages). Each carries its text
+no OFFSET) or best first (`order=best`: the newest 10,000 matches ranked, in at most 10
+pages). Each carries its text
 cut in parts, the matching words marked, for the template to escape and mark
 (templates/rooms/search.html): no HTML is built here.
 """
@@ -31,7 +32,7 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVectorField
 from django.db import connection as default_connection
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, FloatField, Q, QuerySet, Value
+from django.db.models import F, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.urls import reverse
 
@@ -39,8 +40,10 @@ from rooms import services
 from rooms.models import Message, PrivateMessage, Room
 
 PAGE_SIZE = 20
-# Best-first pages are ranked, not keyset: at most this many pages of them.
+# Best-first pages are ranked, not keyset: at most this many pages of them, ranked from
+# the newest BEST_WINDOW matches (statement).
 MAX_BEST_PAGES = 10
+BEST_WINDOW = 10_000
 # The longest query read, and the most words of it used.
 MAX_QUERY_CHARS = 500
 MAX_TERMS = 16
@@ -359,10 +362,12 @@ def statement(
     first `limit` whose text matches: newest first (by primary key, below `before`) or
     best first. It selects (pk, score), a higher score a better match.
 
-    PostgreSQL: a filter on the stored vector (`@@`, the GIN index), ranked by ts_rank.
-    SQLite: the FTS5 table drives, its matches in rowid order (newest first, so a LIMIT
-    stops early however common the word) or by bm25 (computed once per match), each
-    match kept if its row is one of `rows` (a primary-key lookup).
+    PostgreSQL: a filter on the stored vector (`@@`, the GIN index), scored by ts_rank.
+    SQLite: the FTS5 table drives, its matches in rowid order, so a LIMIT stops early
+    however common the word, each kept if its row is one of `rows` (a primary-key
+    lookup), scored by bm25. Best first ranks the newest BEST_WINDOW matches: ranking
+    every match of a word in most messages would cost seconds on a million (measured:
+    3.8 s on SQLite), and so that many is what a page of the best may cost at most.
     """
     model = rows.model
     table = model._meta.db_table
@@ -370,27 +375,36 @@ def statement(
         query = SearchQuery(criteria.text, config="simple", search_type="websearch")
         vector = RawSQL(f'"{table}"."search_vector"', [], output_field=SearchVectorField())
         matched = rows.alias(vector=vector).filter(vector=query)
+        if best:
+            # The window's ids first, then ts_rank for those alone: asked for in one
+            # query, PostgreSQL ranks every match before it cuts the window.
+            window = matched.order_by("-pk").values("pk")[:BEST_WINDOW]
+            window_sql, window_params = window.query.sql_with_params()
+            sql = (
+                f"SELECT ranked.id, ts_rank(ranked.search_vector, "
+                f"websearch_to_tsquery('simple'::regconfig, %s)) FROM {table} AS ranked "
+                f"WHERE ranked.id IN ({window_sql}) ORDER BY 2 DESC, 1 DESC LIMIT %s"
+            )
+            return sql, (criteria.text, *window_params, limit)
         if before is not None:
             matched = matched.filter(pk__lt=before)
-        if best:
-            ranked = matched.annotate(score=SearchRank(F("vector"), query)).order_by(
-                "-score", "-pk"
-            )
-        else:
-            ranked = matched.annotate(score=Value(0.0, output_field=FloatField())).order_by("-pk")
-        sql, params = ranked.values_list("pk", "score")[:limit].query.sql_with_params()
-        return sql, tuple(params)
+        scored = matched.annotate(score=SearchRank(F("vector"), query)).order_by("-pk")
+        sql, sql_params = scored.values_list("pk", "score")[:limit].query.sql_with_params()
+        return sql, tuple(sql_params)
+    if best:
+        newest, params = statement(rows, criteria, best=False, before=None, limit=BEST_WINDOW)
+        ranked = f"SELECT * FROM ({newest}) AS newest ORDER BY 2 DESC, 1 DESC LIMIT %s"
+        return ranked, (*params, limit)
     fts = SEARCHED[table]
     kept = rows.filter(pk=RawSQL(f'"{fts}"."rowid"', [])).order_by().values("pk")
     kept_sql, kept_params = kept.query.sql_with_params()
     below = f' AND "{fts}"."rowid" < %s' if before is not None else ""
-    order = f"bm25({fts}), rowid DESC" if best else "rowid DESC"
+    # bm25() is lower for a better match: negated, so that higher is better on both.
     sql = (
         f'SELECT "{fts}"."rowid", -bm25({fts}) FROM {fts} WHERE {fts} MATCH %s{below} '
-        f"AND EXISTS ({kept_sql}) ORDER BY {order} LIMIT %s"
+        f"AND EXISTS ({kept_sql}) ORDER BY rowid DESC LIMIT %s"
     )
-    params = (criteria.fts5(), *([before] if before is not None else []), *kept_params, limit)
-    return sql, params
+    return sql, (criteria.fts5(), *([before] if before is not None else []), *kept_params, limit)
 
 
 def _found(

@@ -288,6 +288,13 @@ def test_best_first_ranks_the_closer_match_higher(lobby, alice, login):
     assert found(login(alice), q="deploy")[0] == older.pk
 
 
+def test_best_first_ranks_the_newest_matches(lobby, alice, login, monkeypatch):
+    monkeypatch.setattr(search, "BEST_WINDOW", 2)
+    say(lobby, alice, "deploy deploy deploy")  # the best, but older than the window
+    weak = [say(lobby, alice, "deploy " + "filler " * 30) for _ in range(2)]
+    assert found(login(alice), q="deploy", order="best") == [weak[1].pk, weak[0].pk]
+
+
 def test_a_bad_cursor_is_the_first_page(lobby, alice, login):
     message = say(lobby, alice, "deploy")
     for cursor in ("x", "-1", "9" * 40, ""):
