@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import reswap, retarget
+from django_htmx.http import push_url, reswap, retarget
 
 from accounts.time_zones import in_viewer_time_zone
 from rooms import attention, changes, presence, services
@@ -165,7 +165,8 @@ def _start_reply(request: SignedInRequest, room: Room) -> HttpResponse:
     reply = services.reply_target(room, request.GET["reply"])
     if _is_htmx(request):
         context = {"room": room, "form": ComposerForm(), "error": "", "reply": reply}
-        response = render(request, "rooms/room.html#composer", context)
+        # (A boosted link: the page's address stays; see _stay.)
+        response = _stay(render(request, "rooms/room.html#composer", context))
     else:
         response = _render_room(request, room, ComposerForm(), reply=reply)
     patch_vary_headers(response, ["HX-Request"])
@@ -239,7 +240,14 @@ def _message_action(
         return render(request, "rooms/message_action.html", context, status=status)
     response = render(request, "rooms/message_action.html#action-panel", context, status=status)
     panel = f"#message-panel-{context['message'].pk}"
-    return retarget(reswap(response, "innerHTML"), panel)
+    return _stay(retarget(reswap(response, "innerHTML"), panel))
+
+
+def _stay(response: HttpResponse) -> HttpResponse:
+    """An answer to a boosted link or form (a message's actions) that leaves the page's
+    address alone: htmx 2.0.10 pushes a boosted request's URL whatever hx-push-url says
+    (bigskysoftware/htmx#3966), but obeys the HX-Push-Url header."""
+    return push_url(response, False)
 
 
 @login_required
