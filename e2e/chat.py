@@ -174,12 +174,13 @@ def expect_socket(page: Page, state: str, timeout: float = LIVE_TIMEOUT_MS) -> N
 
 
 def messages(page: Page) -> list[dict[str, Any]]:
-    """Every room message the page shows, in document order: id, author, exact body text."""
+    """Every room message the page shows, in document order: id, author, exact body text
+    (a deleted message's tombstone: no author, body None)."""
     return page.locator("#chat-log article.message:not(.message--private)").evaluate_all(
         """els => els.map(el => ({
             id: Number(el.dataset.messageId),
             author: el.dataset.author,
-            body: el.querySelector('.message-body').textContent,
+            body: el.querySelector('.message-body')?.textContent ?? null,
         }))"""
     )
 
