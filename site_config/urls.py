@@ -5,6 +5,7 @@ from realtime.views import healthz
 from rooms import hooks_views
 from rooms.search_views import search_page
 from rooms.views import mentions
+from site_config.styleguide import styleguide
 from site_config.views import home
 
 urlpatterns = [
@@ -19,6 +20,7 @@ urlpatterns = [
         "rooms/<str:slug>/hooks/<int:hook_id>/revoke/", hooks_views.revoke_hook, name="revoke_hook"
     ),
     path("hooks/<str:token>/", hooks_views.hook, name="hook"),
+    path("styleguide/", styleguide, name="styleguide"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]
