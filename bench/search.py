@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the PostgreSQL database (to EXPLAIN by hand)"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as directory:
         setup(args.database, directory)
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 ms, hits, _ = timed(reader, following)
                 print(f"{'  ... its 6th page':<40} {ms:>10.2f} {hits:>5}", flush=True)
         connection.close()
-    if args.database == "postgres":
+    if args.database == "postgres" and not args.keep:
         import psycopg
 
         server = os.environ["DATABASE_URL"].rsplit("/", 1)[0]

@@ -44,6 +44,8 @@ PAGE_SIZE = 20
 # the newest BEST_WINDOW matches (statement).
 MAX_BEST_PAGES = 10
 BEST_WINDOW = 10_000
+# Up to this many rooms are passed to the query as a list (_room_messages).
+ROOM_IDS = 1000
 # The longest query read, and the most words of it used.
 MAX_QUERY_CHARS = 500
 MAX_TERMS = 16
@@ -435,7 +437,15 @@ def _room_messages(user: AbstractUser, criteria: Criteria, zone: tzinfo) -> Quer
     rooms = Room.objects.filter(services._visible_to(user))
     if criteria.room:
         rooms = rooms.filter(slug=criteria.room)
-    rows = Message.objects.filter(_between(criteria, zone), room__in=rooms, deleted_at__isnull=True)
+    # The rooms as a list of ids when they are not too many: PostgreSQL estimates a join
+    # to a subquery of rooms badly (it took a word in 74% of a room's 1,000,000 messages
+    # for 0.6% and sorted every match: 0.9 s), and a list of values it reads from its
+    # statistics.
+    room_ids = list(rooms.values_list("pk", flat=True)[: ROOM_IDS + 1])
+    if not room_ids:
+        return Message.objects.none()
+    in_rooms = Q(room_id__in=room_ids) if len(room_ids) <= ROOM_IDS else Q(room__in=rooms)
+    rows = Message.objects.filter(_between(criteria, zone), in_rooms, deleted_at__isnull=True)
     if criteria.author:
         rows = rows.filter(author__username=criteria.author)
     return rows.select_related("author", "room")
