@@ -31,6 +31,7 @@ class Shown:
     frame: str
     socket: str
     pushed: bool
+    alone: bool
     html: SafeString
 
 
@@ -63,6 +64,7 @@ def styleguide(request: HttpRequest) -> HttpResponse:
                     sample.frame,
                     sample.socket,
                     sample.pushed,
+                    sample.alone,
                     _render(sample, request),
                 )
                 for sample in section.samples

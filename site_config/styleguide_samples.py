@@ -34,8 +34,32 @@ LONG_WORD = ("Supercalifragilisticexpialidocious" * 15)[:500]
 LONG_URL = "https://example.com/" + "/".join(f"section-{n}/item-{n * 7919}" for n in range(12))
 MULTI_LINE = (
     "Three lines, then code:\nrun `make run` first,\nthen this:\n"
-    '```\ndef hello(name):\n    return f"Hello, {name}!"  # <b>not bold</b>\n```\nand done.'
+    "```\ndef hi(name):\n    return name  # <b>no</b>\n```\nand done."
 )
+
+
+# Partials shown as if alone on a page, each sample in a shadow root of its own (with
+# chat.css): those whose ids, labels and landmarks a page has once (#composer with its
+# label's id_body, #online-users labelled by #online-title, #notifications, …), so that
+# several states of one clash neither with each other nor with the page's own. The
+# page's per-viewer style does not reach inside; none of these needs it. (Not the
+# connection status: its "connecting" line keys on <body>, which a shadow root has not.)
+ALONE = {
+    f"{ROOM}#{name}"
+    for name in (
+        "composer",
+        "pm-composer",
+        "pm-unread",
+        "private-message-news",
+        "cursor",
+        "caught-up",
+        "online-users",
+        "room-activity",
+        "room-read",
+        "mention-notification",
+        "notification-level",
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +76,11 @@ class Sample:
     frame: str = ""
     socket: str = ""  # the data-socket state of its box (#connection-status)
     pushed: bool = False
+
+    @property
+    def alone(self) -> bool:
+        """Shown as if alone on a page: see ALONE."""
+        return self.partial in ALONE
 
 
 @dataclass(frozen=True)
@@ -377,12 +406,14 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
             "quiet, unread, mentions, level mentions, never opened, nothing, long name",
             {"entries": _room_entries(pk)},
             template=f"{FRAMES}#room-entries",
+            frame="rooms",
         ),
         Sample(
             f"{ROOM}#room-counts",
             "12 unread, 2 mentions",
             {"entries": _room_entries(pk)[2:3]},
             template=f"{FRAMES}#room-entries",
+            frame="rooms",
         ),
         Sample(
             f"{ROOM}#room-activity",
@@ -525,19 +556,6 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
                 "message": editable,
                 "error": "",
                 "typed": "",
-                **react,
-            },
-            frame="panel",
-        ),
-        Sample(
-            f"{ACTION}#action-panel",
-            "reaction refused (what was typed kept)",
-            {
-                "action": "react",
-                "room": room,
-                "message": editable,
-                "typed": "way too long a reaction",
-                "error": "A reaction is an emoji or up to 16 characters.",
                 **react,
             },
             frame="panel",

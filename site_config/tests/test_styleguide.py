@@ -115,7 +115,7 @@ def test_samples_are_the_states_the_brief_lists(client, staff) -> None:
     ]
     assert states == ["", "reconnecting", "closed"]
     # User text is escaped in samples too; the markup under each sample is escaped again.
-    assert "<b>not bold</b>" not in html
+    assert "<b>no</b>" not in html
     assert "&lt;Monday&gt;" in html
 
 
