@@ -32,6 +32,7 @@ class Shown:
     socket: str
     pushed: bool
     alone: bool
+    invisible: bool
     html: SafeString
 
 
@@ -65,6 +66,7 @@ def styleguide(request: HttpRequest) -> HttpResponse:
                     sample.socket,
                     sample.pushed,
                     sample.alone,
+                    sample.invisible,
                     _render(sample, request),
                 )
                 for sample in section.samples

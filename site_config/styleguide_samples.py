@@ -76,6 +76,7 @@ class Sample:
     frame: str = ""
     socket: str = ""  # the data-socket state of its box (#connection-status)
     pushed: bool = False
+    invisible: bool = False  # renders nothing to see (data for static/js/chat.js): its HTML shows
 
     @property
     def alone(self) -> bool:
@@ -365,6 +366,7 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
             "the page's cursor (hidden: its data-seq)",
             {"cursor": 4_321},
             pushed=True,
+            invisible=True,
         ),
         Sample(
             f"{ROOM}#caught-up",
@@ -420,12 +422,14 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
             "a message's activity (hidden: read by static/js/chat.js)",
             {"message": message(ann, "", mentioned=me.username)},
             pushed=True,
+            invisible=True,
         ),
         Sample(
             f"{ROOM}#room-read",
             "the viewer read the room (hidden: read by static/js/chat.js)",
             {"room": room},
             pushed=True,
+            invisible=True,
         ),
         Sample(
             f"{ROOM}#mention-notification",
