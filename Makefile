@@ -6,7 +6,7 @@ PORT   ?= 8000
 # The local PostgreSQL the suite runs on a second time (it creates and drops test_hypertalk).
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/hypertalk
 
-.PHONY: install install-dev lock run test test-sqlite test-postgres lint format bench clean
+.PHONY: install install-dev lock run test test-sqlite test-postgres test-e2e lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,14 @@ test: install-dev
 
 test-sqlite: install-dev
 	$(BIN)/pytest
+
+## The browser suite alone (e2e/): a failing test keeps its trace, screenshots, page HTML and
+# server logs under e2e/artifacts/<test>/ (e2e/README.md). E2E_ARGS adds pytest arguments,
+# e.g. E2E_ARGS="-k history -x".
+test-e2e: install-dev
+	scripts/test-deps.sh
+	$(BIN)/pytest e2e -p no:cacheprovider --tracing=retain-on-failure \
+	  --screenshot=only-on-failure --output=e2e/artifacts $(E2E_ARGS)
 
 test-postgres: install-dev
 	@if $(BIN)/python -c "import psycopg,sys; psycopg.connect('$(dir $(TEST_POSTGRES_URL))postgres', connect_timeout=3)" 2>/dev/null; then \

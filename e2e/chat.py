@@ -21,6 +21,16 @@ SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 # How long a live update may take to reach another browser before a test gives up.
 LIVE_TIMEOUT_MS = 10_000
 
+# Browser-context options, for `sign_up(..., **PHONE)`, `log_in(..., **NO_JAVASCRIPT)`, or
+# for every context of a test: `@pytest.mark.browser_context_args(**PHONE)`.
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 390, "height": 844},
+    "is_mobile": True,
+    "has_touch": True,
+    "device_scale_factor": 3,
+}
+NO_JAVASCRIPT: dict[str, Any] = {"java_script_enabled": False}
+
 T = TypeVar("T")
 
 

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -63,8 +63,10 @@ ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 def server_env(**overrides: str) -> dict[str, str]:
     """The environment for a test server: DEBUG off, as in production, over plain HTTP.
 
-    Every test user signs up from 127.0.0.1, so the per-address sign-up limit is raised
-    (accounts/tests/test_throttle.py tests the limit itself; a test may override it).
+    Every test user signs up and logs in from 127.0.0.1, so the per-address sign-up and
+    failed-log-in limits are raised: a few tests that show the log-in error would
+    otherwise lock every later log-in out (accounts/tests/test_throttle.py tests the
+    limits themselves; a test may override them).
     """
     env = {
         key: value
@@ -80,6 +82,7 @@ def server_env(**overrides: str) -> dict[str, str]:
         ALLOWED_HOSTS="127.0.0.1,localhost",
         PYTHONUNBUFFERED="1",
         SIGNUPS_PER_HOUR="100000",
+        LOGIN_FAILURE_LIMIT="100000",
         # A closed socket's user is announced as gone after this many seconds (5 by
         # default): the suites wait for "left" lines.
         CHAT_PRESENCE_LEAVE_GRACE="1",
@@ -142,11 +145,16 @@ def daphne_command(port: int, application: str) -> list[str]:
 
 
 class DaphneProcess:
+    # Every Daphne this test process started, in order: a failing test keeps what each
+    # wrote meanwhile (e2e/conftest.py, "Artifacts").
+    started: ClassVar[list["DaphneProcess"]] = []
+
     def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self._log = log_path.open("wb")
+        DaphneProcess.started.append(self)
         self.process = subprocess.Popen(
             daphne_command(port, "site_config.asgi:application"),
             cwd=PROJECT_DIR,

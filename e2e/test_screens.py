@@ -12,24 +12,20 @@ from e2e.chat import expect_message, expect_socket, screenshot
 pytestmark = pytest.mark.e2e
 
 
-def test_signup_and_login_pages(browser, chat_server):
-    context = browser.new_context(base_url=chat_server.url)
-    try:
-        page = context.new_page()
-        page.goto("/accounts/signup/")
-        expect(page.get_by_role("heading", name="Create your account")).to_be_visible()
-        for field in ("#id_username", "#id_password1", "#id_password2"):
-            expect(page.locator(field)).to_be_visible()
-        screenshot(page, "01-signup")
+def test_signup_and_login_pages(new_context, chat_server):
+    page = new_context(base_url=chat_server.url).new_page()
+    page.goto("/accounts/signup/")
+    expect(page.get_by_role("heading", name="Create your account")).to_be_visible()
+    for field in ("#id_username", "#id_password1", "#id_password2"):
+        expect(page.locator(field)).to_be_visible()
+    screenshot(page, "01-signup")
 
-        page.goto("/accounts/login/")
-        page.locator("#id_username").fill("nobody-by-this-name")
-        page.locator("#id_password").fill("not-the-password")
-        page.get_by_role("button", name="Log in").click()
-        expect(page.locator(".form-errors")).to_contain_text("correct username and password")
-        screenshot(page, "02-login-error")
-    finally:
-        context.close()
+    page.goto("/accounts/login/")
+    page.locator("#id_username").fill("nobody-by-this-name")
+    page.locator("#id_password").fill("not-the-password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator(".form-errors")).to_contain_text("correct username and password")
+    screenshot(page, "02-login-error")
 
 
 def test_room_pages_in_every_state(sign_up, room_slug, server_db):
