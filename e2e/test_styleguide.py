@@ -6,7 +6,7 @@ viewer is a staff user. Screenshots: e2e/screenshots/styleguide-<width>-<scheme>
 import pytest
 from playwright.sync_api import expect
 
-from e2e import seed, servers
+from e2e import servers
 from e2e.accessibility import ConsoleWatch, assert_no_axe_violations
 from e2e.chat import screenshot
 
@@ -18,17 +18,15 @@ print(json.dumps(get_user_model().objects.filter(username=data["username"]).upda
 """
 
 
-@pytest.fixture(scope="module")
-def staff_account(e2e_env):
-    (account,) = seed.users(e2e_env, "designer")
-    assert servers.run_shell(e2e_env, MAKE_STAFF, {"username": account.username}) == 1
-    return account
+def make_staff(env: dict[str, str], username: str) -> None:
+    assert servers.run_shell(env, MAKE_STAFF, {"username": username}) == 1
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("width", [390, 1280])
-def test_the_styleguide_is_accessible_and_fits(log_in, staff_account, width, scheme) -> None:
-    designer = log_in(staff_account, viewport={"width": width, "height": 900}, color_scheme=scheme)
+def test_the_styleguide_is_accessible_and_fits(sign_up, e2e_env, width, scheme) -> None:
+    designer = sign_up("designer", viewport={"width": width, "height": 900}, color_scheme=scheme)
+    make_staff(e2e_env, designer.username)
     watch = ConsoleWatch(designer.context)
     page = designer.page
     page.goto(f"{designer.base_url}/styleguide/")
