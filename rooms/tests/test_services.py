@@ -274,10 +274,17 @@ def test_send_private_message_reaches_both_ends_and_nobody_else(alice, bob, caro
 
     pm = PrivateMessage.objects.get()
     assert (pm.sender, pm.recipient, pm.body) == (alice, bob, "psst")
-    assert receive(to_bob)["html"] == posted.html
+    # The message, rendered once for both; the recipient's copy carries their own unread
+    # count and notification after it, then the event that marks it read on a page of
+    # this conversation.
     assert receive(to_alice)["html"] == posted.html
+    to_bobs_pages = receive(to_bob)["html"]
+    assert to_bobs_pages.startswith(posted.html)
+    assert 'id="pm-unread"' in to_bobs_pages and "notification" in to_bobs_pages
+    assert receive(to_bob)["type"] == services.PM_ARRIVED
     assert_nothing_pending(to_carol)
-    assert [p.future.result() for p in posted.publications] == [True, True]
+    assert_nothing_pending(to_alice)
+    assert [p.future.result() for p in posted.publications] == [True, True, True]
     article = fragments.private_messages_in(posted.html)[0]
     assert (article.attrs["data-sender"], article.attrs["data-recipient"]) == ("alice", "bob")
 
