@@ -50,3 +50,21 @@ def test_a_member_who_is_not_staff_gets_the_404(sign_up) -> None:
     ann = sign_up("ann")
     response = ann.page.goto(f"{ann.base_url}/styleguide/")
     assert response is not None and response.status == 404
+
+
+def test_the_samples_forms_send_nothing(sign_up, e2e_env, server_db) -> None:
+    designer = sign_up("designer")
+    make_staff(e2e_env, designer.username)
+    page = designer.page
+    page.goto(f"{designer.base_url}/styleguide/")
+    sent = []
+    page.on(
+        "request", lambda request: sent.append(request.url) if request.method == "POST" else None
+    )
+    for partial in ("rooms/room.html#composer", "rooms/message_action.html#action-panel"):
+        sample = page.locator(f'[data-partial="{partial}"]').first
+        sample.get_by_role("button").first.click()
+    # A form of the page itself still goes: logging out reaches the server.
+    page.get_by_role("button", name="Log out").click()
+    expect(page).not_to_have_url(f"{designer.base_url}/styleguide/")
+    assert sent == [f"{designer.base_url}/accounts/logout/"]
