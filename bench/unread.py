@@ -1,0 +1,221 @@
+"""What the unread fan-out costs per message, under the reference load (issue 13).
+
+    python -m bench.unread [--n 100] [--listeners 100,1000] [--rate 1000] [--hold 20]
+                           [--rounds 3] [--senders 10] [--json out.json]
+
+One Daphne of ours (in-memory layer) and one of bench/unread_asgi.py (the same app with
+no activity published), on copies of one prepared database; N sockets in the room, S of
+them sending at `--rate` deliveries/s (open loop, bench/loadgen.py), for `--hold` s. Each
+round, in turn:
+
+  off             the room's N sockets as an older page has them (no ?read=1), and no
+                  activity published: the baseline;
+  reads           the same N as the newest page has them (?read=1): each socket notes
+                  what it delivers, and a batch writes positions every 5 s (and tells
+                  each user's pages);
+  activity, 0     ours: each message also renders its activity once and publishes it to
+                  the room's activity group, which nobody follows;
+  activity, M     and M room-list pages follow the room (/ws/me/?rooms=bench, the same
+                  users as the room's first, then others): each gets every activity.
+
+Server CPU per message is the step's CPU over the messages sent; the fan-out's cost is
+the difference from the row before. Renders are counted in the server (each partial):
+the activity must stay at one render per message, whatever M is. Medians of the rounds.
+"""
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from bench import measure, servers
+from bench.limits import raise_nofile
+from bench.loadgen import Client, Fleet
+from e2e.servers import daphne_command, free_port
+
+
+class ActivityFleet(Fleet):
+    """Room-list pages: counts the activity pushes they receive."""
+
+    activity = 0
+
+    def on_text(self, client: Client, data: bytes, now: int) -> None:
+        self.activity += data.count(b"data-room-activity")
+        super().on_text(client, data, now)
+
+
+def start(kind: str, work: Path, base_db: Path) -> servers.Server:
+    """ "ours" (bench.ours_asgi) or "off" (bench.unread_asgi), as servers.start does."""
+    if kind == "ours":
+        return servers.start("ours", work, base_db)
+    port = free_port()
+    db_path = work / f"off-{port}.sqlite3"
+    shutil.copyfile(base_db, db_path)
+    log_path = work / f"off-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            daphne_command(port, "bench.unread_asgi:application"),
+            cwd=servers.PROJECT_DIR,
+            env=servers.bench_env(db_path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = servers.Server(
+        name="ours-off",  # ("ours…": it answers /__bench__/stats too)
+        port=port,
+        process=process,
+        log_path=log_path,
+        path=f"/ws/rooms/{servers.ROOM}/",
+        encode=servers.encode_ours,
+        cookies=True,
+    )
+    server.wait_ready()
+    return server
+
+
+async def open_all(fleet: Fleet, cookies: list[str], tries: int = 10) -> None:
+    """Open one client per cookie, again for those refused (on a busy machine a few
+    handshakes are reset; the figures are about delivery, not connecting)."""
+    pending, errors = cookies, []
+    for _ in range(tries):
+        before = len(fleet.clients)
+        await fleet.connect(pending, concurrency=8)
+        fresh = fleet.clients[before:]
+        failed = [cookie for cookie, c in zip(pending, fresh, strict=True) if c.opened.exception()]
+        errors = [repr(c.opened.exception()) for c in fresh if c.opened.exception()]
+        fleet.clients = [c for c in fleet.clients if not (c.opened.done() and c.opened.exception())]
+        if not failed:
+            return
+        pending = failed
+        await asyncio.sleep(1)
+    raise RuntimeError(f"{len(pending)} sockets could not be opened: {errors[:3]}")
+
+
+async def one(
+    server: servers.Server,
+    sessions: list[str],
+    args: argparse.Namespace,
+    *,
+    reads: bool,
+    listeners: int,
+) -> dict[str, Any]:
+    room = Fleet(
+        "127.0.0.1", server.port, server.path + ("?read=1" if reads else ""), server.origin
+    )
+    pages = ActivityFleet("127.0.0.1", server.port, f"/ws/me/?rooms={servers.ROOM}", server.origin)
+    try:
+        await open_all(room, [f"sessionid={key}" for key in sessions[: args.n]])
+        await measure.barrier(server, room)  # every socket is in the room's group
+        await room.quiet(idle_s=0.5, cap_s=60)
+        if listeners:
+            await open_all(
+                pages, [f"sessionid={sessions[i % len(sessions)]}" for i in range(listeners)]
+            )
+            await pages.quiet(idle_s=0.5, cap_s=60)
+        await server.settle()
+        renders0 = server.stats()["renders"]
+        activity0 = pages.activity
+        result = await measure.step(server, room, args.rate, args.hold, args.senders)
+        await pages.quiet(idle_s=0.5, cap_s=30)
+        renders1 = server.stats()["renders"]
+        sent = max(1, result["sent"])
+        result["listeners"] = listeners
+        result["reads"] = reads
+        result["cpu_us_per_message"] = round(result["server_cpu_s"] * 1e6 / sent, 1)
+        result["activity_renders_per_message"] = round(
+            (renders1.get("room-activity", 0) - renders0.get("room-activity", 0)) / sent, 3
+        )
+        result["activity_delivered"] = pages.activity - activity0
+        result["activity_expected"] = result["sent"] * listeners
+        result["frames_to_listeners"] = pages.frames_other
+        lost = [c for c in room.clients + pages.clients if c.lost.done()]
+        result["sockets_lost"] = len(lost)
+        result["close_codes"] = sorted({c.close_code for c in lost if c.close_code})
+        return result
+    finally:
+        await room.close()
+        await pages.close()
+        await server.settle()
+
+
+CONFIGS = [("off", "off", False, 0), ("reads", "off", True, 0), ("activity, 0", "ours", True, 0)]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bench-unread-"))
+    users = max(args.n, *args.listeners, 2)
+    base_db, _, sessions = servers.prepare_database(work, users)
+    running = {kind: start(kind, work, base_db) for kind in ("off", "ours")}
+    configs = CONFIGS + [(f"activity, {m}", "ours", True, m) for m in args.listeners]
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in configs}
+    try:
+        for round_no in range(args.rounds):
+            for name, kind, reads, listeners in configs:
+                row = await one(running[kind], sessions, args, reads=reads, listeners=listeners)
+                row["round"] = round_no
+                rows[name].append(row)
+                print(f"[{time.strftime('%H:%M:%S')}] {name}: {json.dumps(row)}", file=sys.stderr)
+    finally:
+        for server in running.values():
+            server.stop()
+        if args.keep:
+            print(f"databases and server logs kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return {"args": vars(args), "rows": rows}
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        "| configuration | server CPU per message | + over the row before | p50 / p99 (room) "
+        "| loss | activity renders / message | activity delivered / expected |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    before = None
+    for name, rows in results["rows"].items():
+        cpu = median(r["cpu_us_per_message"] for r in rows)
+        p50 = median(r["p50_ms"] for r in rows)
+        p99 = median(r["p99_ms"] for r in rows)
+        loss = sum(r["loss"] for r in rows)
+        renders = median(r["activity_renders_per_message"] for r in rows)
+        delivered = sum(r["activity_delivered"] for r in rows)
+        expected = sum(r["activity_expected"] for r in rows)
+        plus = "" if before is None else f"{cpu - before:+.0f} us"
+        lines.append(
+            f"| {name} | {cpu:.0f} us | {plus} | {p50:.1f} / {p99:.1f} ms | {loss} "
+            f"| {renders:.2f} | {delivered} / {expected} |"
+        )
+        before = cpu
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.unread", description=__doc__)
+    parser.add_argument("--n", type=int, default=100, help="sockets in the room (N)")
+    parser.add_argument(
+        "--listeners", default="100,1000", help="room-list pages (M), e.g. 100,1000"
+    )
+    parser.add_argument("--rate", type=float, default=1000.0, help="deliveries/s to the room")
+    parser.add_argument("--hold", type=float, default=20.0, help="seconds per step")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--senders", type=int, default=10)
+    parser.add_argument("--json", help="write the results here as well")
+    parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
+    args = parser.parse_args(argv)
+    args.listeners = [int(m) for m in args.listeners.split(",") if m]
+    raise_nofile()
+    results = asyncio.run(run(args))
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
