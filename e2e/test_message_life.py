@@ -225,10 +225,6 @@ def test_edit_delete_react_and_reply_reach_the_other_page_in_place(sign_up, room
     assert alice.dialogs == [] and bob.dialogs == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a push of a message replaces it whole, its open panel (and what was typed) too",
-)
 def test_an_edit_being_typed_survives_a_reaction_to_its_message(sign_up, room_slug):
     alice, bob = sign_up("alice"), sign_up("bob")
     alice.open_room(room_slug)

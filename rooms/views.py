@@ -222,10 +222,12 @@ def _message_or_404(room: Room, message_id: int) -> Message:
 
 def _changed(request: HttpRequest, message: Message) -> HttpResponse:
     if _is_htmx(request):
-        # Nothing to swap: the change reaches this page as it reaches every other, over
-        # its socket (or its catch-up, if the socket is down). (An answer carrying the
-        # change too would race it: the push can replace the form that asked, and htmx
-        # then finds no targets for the answer's swaps.)
+        # The change itself reaches this page as it reaches every other, over its socket
+        # (or its catch-up, if the socket is down): an answer carrying it too would race
+        # the push. A form in the message's panel asked for its answer there: nothing is
+        # left to show in it, so it closes. Anything else: nothing to swap.
+        if request.headers.get("HX-Target") == f"message-panel-{message.pk}":
+            return HttpResponse("")
         return HttpResponse(status=204)
     return redirect(f"{message.room.get_absolute_url()}#message-{message.pk}")
 
