@@ -46,10 +46,12 @@
   if (changes) new MutationObserver(advance).observe(changes, { childList: true });
 
   // A change pushed late (two edits published out of order) never replaces a newer one.
+  // (Only a replacement of the message by its own newer self: a catch-up inserts earlier
+  // messages *before* a message, and those are older than it by nature.)
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     const target = event.detail.target;
     const incoming = event.detail.fragment && event.detail.fragment.firstElementChild;
-    if (target.dataset.change && incoming && incoming.dataset && incoming.dataset.change &&
+    if (target.dataset.change && incoming && incoming.id === target.id &&
         Number(incoming.dataset.change) < Number(target.dataset.change)) {
       event.detail.shouldSwap = false;
     }
