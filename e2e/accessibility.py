@@ -84,7 +84,7 @@ class ConsoleWatch:
         if message.type not in {"error", "warning"}:
             return
         page = message.page.url if message.page else "?"
-        where = message.location.get("url", "") if message.location else ""
+        where = message.location.get("url", "")
         if message.text.startswith("Failed to load resource") and where == page:
             # Chromium's note that the page itself came with an error status (a 404 page
             # the test asked for); a script, style or image that failed still counts.

@@ -13,6 +13,7 @@ import datetime
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from playwright.sync_api import Page, Route, expect
@@ -23,7 +24,7 @@ from e2e.chat import expect_message, expect_socket
 
 pytestmark = pytest.mark.e2e
 
-SCREENS = {
+SCREENS: dict[str, dict[str, Any]] = {
     "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
     "desktop": {"viewport": {"width": 1280, "height": 800}},
 }
