@@ -38,6 +38,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Error, Page, expect
 
 from e2e import seed, servers
+from e2e.accessibility import ConsoleWatch
 from e2e.chat import Chatter, ServerDatabase, watch_dialogs
 from e2e.seed import Account, SeededRoom
 
@@ -183,8 +184,27 @@ def new_context(
     """pytest-playwright's `new_context` (its contexts are traced, screenshotted and closed
     by it), which also keeps the HTML of every open page when the test failed. Its
     keywords are `browser.new_context`'s; `@pytest.mark.browser_context_args(...)` adds
-    some to every context of a test."""
-    yield new_context
+    some to every context of a test.
+
+    Every page of its contexts is watched: a console error or warning, or an uncaught
+    exception, fails the test (issue 14: none on any page), unless the test is marked
+    `@pytest.mark.console_errors("why")` because it provokes them on purpose (a server
+    killed under the page, a refused socket)."""
+    console = ConsoleWatch()
+
+    def make(**kwargs: Any) -> BrowserContext:
+        context = new_context(**kwargs)
+        console.watch(context)
+        return context
+
+    yield make
+    provoked = request.node.get_closest_marker("console_errors") is not None
+    if console.problems and not provoked and not _failed(request.node):
+        pytest.fail(
+            "the pages logged console errors or warnings (mark the test "
+            f"@pytest.mark.console_errors(why) if it provokes them): {console.problems}",
+            pytrace=False,
+        )
     if _failed(request.node):
         # Before pytest-playwright's teardown closes them: every context still open (this
         # test's, also one made with browser.new_context).

@@ -42,6 +42,7 @@ def author_style(page: Page, author: str, body: str) -> dict[str, str]:
     )
 
 
+@pytest.mark.console_errors("an inline <style> without the nonce, added as the control, is refused")
 def test_nothing_is_blocked_and_the_per_viewer_style_applies(sign_up, room_slug) -> None:
     alice: Chatter = sign_up("alice")
     bob: Chatter = sign_up("bob")

@@ -355,6 +355,7 @@ def test_without_javascript_each_action_is_a_form_that_returns_to_the_room(
 # Refusals -------------------------------------------------------------------------------
 
 
+@pytest.mark.console_errors("refusals are answered 403, and Chromium logs each as a failed load")
 def test_refusals_say_why(sign_up, room_slug, e2e_env):
     alice, bob = sign_up("alice"), sign_up("bob")
     alice.open_room(room_slug)

@@ -90,6 +90,7 @@ def events(page: Page) -> list[str]:
     return page.locator("#events").inner_text().splitlines()
 
 
+@pytest.mark.console_errors("the handshake from another origin is refused (403)")
 def test_a_page_on_another_port_cannot_open_the_victims_socket(
     sign_up, chat_server: servers.DaphneProcess, server_db, private_room_slug
 ) -> None:

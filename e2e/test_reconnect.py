@@ -196,6 +196,9 @@ def own_server(e2e_env) -> Iterator[list[servers.DaphneProcess]]:
             print_log_tail(process)  # pytest shows it when the test failed
 
 
+@pytest.mark.console_errors(
+    "the server is stopped under the pages: their sockets fail to reconnect until it is back"
+)
 def test_server_restart_drops_every_socket_and_all_come_back(
     sign_up, room_slug, server_db, own_server, e2e_env
 ):
@@ -284,6 +287,9 @@ def test_redis_outage_loses_nothing_and_live_delivery_resumes(
         expect(reconnecting_banner(page)).to_be_hidden()
 
 
+@pytest.mark.console_errors(
+    "the server is stopped under the pages: their sockets fail to reconnect until it is back"
+)
 def test_after_a_restart_whoever_did_not_come_back_is_not_shown_online(
     sign_up, room_slug, own_server, e2e_env
 ):
