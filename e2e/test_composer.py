@@ -105,7 +105,9 @@ def test_links_and_code_reach_the_other_page_formatted(sign_up: SignUp, room_slu
     alice.send("```python\ndef f():\n    return '<b>'\n```\nafter")
     body = last_body(bob.page, alice.username)
     expect(body.locator("pre > code")).to_have_text("def f():\n    return '<b>'")
-    assert body.inner_html() == ("<pre><code>def f():\n    return '&lt;b&gt;'</code></pre>after")
+    assert body.inner_html() == (
+        "<pre tabindex=\"0\"><code>def f():\n    return '&lt;b&gt;'</code></pre>after"
+    )
     field = composer(alice.page)
     field.fill("a draft\nof three\nlines")  # the composer grows with it
     screenshot(alice.page, "composer-formatting")

@@ -46,7 +46,7 @@ const shape = (node) => [...node.childNodes].map((child) =>
   : ["#" + child.nodeName, {}, []]);
 // Elements of message bodies that the formatting never makes: any other tag, any other
 // attribute, a link to anything but http(s).
-const ALLOWED = { a: ["href", "rel"], br: [], code: [], pre: [] };
+const ALLOWED = { a: ["href", "rel"], br: [], code: [], pre: ["tabindex"] };
 const disallowed = (body) => [...body.querySelectorAll("*")].filter((el) =>
   !(el.localName in ALLOWED)
   || [...el.attributes].some((a) => !ALLOWED[el.localName].includes(a.name))

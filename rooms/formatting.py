@@ -4,7 +4,7 @@ The text is cut into tokens, and each token becomes markup through `format_html`
 escapes every piece of user text it is given) or `escape`: no user markup is ever passed
 through. Nothing else is formatting (no bold, no HTML, no markdown links or images). The
 output holds only `<a href="http(s)://..." rel="nofollow noopener">`, `<br>`, `<code>` and
-`<pre><code>` (rooms/tests/test_formatting.py holds it to exactly that), and, for the
+`<pre tabindex="0"><code>` (rooms/tests/test_formatting.py holds it to exactly that), and, for the
 names a message mentions (given by the caller: the message's stored `mentioned`),
 `<a class="mention" href="/messages/<name>/">` and `<span class="mention">@here</span>`
 (rooms/tests/test_mentions.py); designers style them as `.message-body a`, `code`, `pre`
@@ -44,7 +44,8 @@ from django.utils.safestring import SafeString, mark_safe
 MARKUP = {
     "link": '<a href="{}" rel="nofollow noopener">{}</a>',
     "code": "<code>{}</code>",
-    "fence": "<pre><code>{}</code></pre>",
+    # tabindex: a block wider than its column scrolls, and a keyboard must reach it to.
+    "fence": '<pre tabindex="0"><code>{}</code></pre>',
     "break": "<br>",
     "mention": '<a class="mention" href="{}">@{}</a>',
     "here": '<span class="mention mention--here">@here</span>',

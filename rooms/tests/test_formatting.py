@@ -2,7 +2,7 @@
 
 A table of inputs and the exact markup each must give, then a property over any text:
 the output holds only <a href="http(s)://..." rel="nofollow noopener">, <br>, <code> and
-<pre><code>, and its text is the input's (nothing invented, nothing lost but the
+<pre tabindex="0"><code>, and its text is the input's (nothing invented, nothing lost but the
 formatting's own backticks and fence lines).
 """
 
@@ -152,38 +152,55 @@ CASES: list[tuple[str, str, str]] = [
     ("triple backticks on one line", "```code```", "``<code>code</code>``"),
     ("code around quotes", "`\"'><script>`", "<code>&quot;&#x27;&gt;&lt;script&gt;</code>"),
     # Fenced code blocks
-    ("fence", "```\ncode\n```", "<pre><code>code</code></pre>"),
+    ("fence", "```\ncode\n```", '<pre tabindex="0"><code>code</code></pre>'),
     (
         "fence with a language",
         "```python\ndef f():\n    return 1\n```",
-        "<pre><code>def f():\n    return 1</code></pre>",
+        '<pre tabindex="0"><code>def f():\n    return 1</code></pre>',
     ),
-    ("fence with spaces", "```js  \nx\n```  ", "<pre><code>x</code></pre>"),
-    ("unclosed fence", "```\nunclosed\nrest", "<pre><code>unclosed\nrest</code></pre>"),
-    ("empty fence", "```\n```", "<pre><code></code></pre>"),
-    ("markup in a fence", "```\n<b>x</b>\n```", "<pre><code>&lt;b&gt;x&lt;/b&gt;</code></pre>"),
+    ("fence with spaces", "```js  \nx\n```  ", '<pre tabindex="0"><code>x</code></pre>'),
+    (
+        "unclosed fence",
+        "```\nunclosed\nrest",
+        '<pre tabindex="0"><code>unclosed\nrest</code></pre>',
+    ),
+    ("empty fence", "```\n```", '<pre tabindex="0"><code></code></pre>'),
+    (
+        "markup in a fence",
+        "```\n<b>x</b>\n```",
+        '<pre tabindex="0"><code>&lt;b&gt;x&lt;/b&gt;</code></pre>',
+    ),
     (
         "fence breakout",
         "```\n</code></pre><img src=x onerror=alert(1)>\n```",
-        "<pre><code>&lt;/code&gt;&lt;/pre&gt;&lt;img src=x onerror=alert(1)&gt;</code></pre>",
+        '<pre tabindex="0"><code>&lt;/code&gt;&lt;/pre&gt;'
+        "&lt;img src=x onerror=alert(1)&gt;</code></pre>",
     ),
     (
         "nothing formatted in a fence",
         "```\n`not code` https://x.test\n```",
-        "<pre><code>`not code` https://x.test</code></pre>",
+        '<pre tabindex="0"><code>`not code` https://x.test</code></pre>',
     ),
     (
         "text around a fence",
         "before\n```\nx\n```\nafter",
-        "before<pre><code>x</code></pre>after",
+        'before<pre tabindex="0"><code>x</code></pre>after',
     ),
     (
         "blank lines and indentation kept in a fence",
         "```\na\n\n  b\n```",
-        "<pre><code>a\n\n  b</code></pre>",
+        '<pre tabindex="0"><code>a\n\n  b</code></pre>',
     ),
-    ("a language line does not close", "```\n```python\n```", "<pre><code>```python</code></pre>"),
-    ("CRLF in a fence", "a\r\n```\r\nx\r\ny\r\n```\r\n", "a<pre><code>x\ny</code></pre>"),
+    (
+        "a language line does not close",
+        "```\n```python\n```",
+        '<pre tabindex="0"><code>```python</code></pre>',
+    ),
+    (
+        "CRLF in a fence",
+        "a\r\n```\r\nx\r\ny\r\n```\r\n",
+        'a<pre tabindex="0"><code>x\ny</code></pre>',
+    ),
     ("two words are not a fence", "```two words", "```two words"),
     ("four backticks are not a fence", "````", "````"),
     ("indented fence is text", " ```\nx", " ```<br>x"),
@@ -214,7 +231,12 @@ def test_the_template_filter_formats_and_is_not_escaped_again() -> None:
 
 # Any text ---------------------------------------------------------------------------------
 
-ALLOWED: dict[str, set[str]] = {"a": {"href", "rel"}, "br": set(), "code": set(), "pre": set()}
+ALLOWED: dict[str, set[str]] = {
+    "a": {"href", "rel"},
+    "br": set(),
+    "code": set(),
+    "pre": {"tabindex"},
+}
 # Where each element may be ("" is the body itself): links, breaks and pre in the text,
 # code in the text or in a pre.
 PARENTS: dict[str, set[str]] = {"a": {""}, "br": {""}, "code": {"", "pre"}, "pre": {""}}
@@ -308,7 +330,9 @@ texts = st.one_of(
 @given(text=texts)
 def test_any_text_gives_only_allowed_markup_and_keeps_its_characters(text: str) -> None:
     html = format_body(text)
-    reader = read(html)  # only <a href="http(s)://..." rel>, <br>, <code>, <pre><code>
+    reader = read(
+        html
+    )  # only <a href="http(s)://..." rel>, <br>, <code>, <pre tabindex=\"0\"><code>
 
     shown = "".join(reader.text)
     typed = text.replace("\r\n", "\n").replace("\r", "\n")
