@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from rooms import services
 from rooms.consumers import MAX_FRAME_BYTES
+from rooms.forms import TYPING_FIELD
 from rooms.models import Connection, Message, PrivateMessage, Room
 from rooms.tests import fragments
 
@@ -38,9 +39,13 @@ fuzz_settings = hypothesis_settings(
 # The oracle: what must become of a frame, judged without the application's code ---------
 
 
+NOT_JSON = "That message could not be read (it was not JSON)."
+
+
 def must_become(frame: str | bytes) -> str:
     """The fate the socket must give `frame`: "close 1003", "close 1009", "refused",
-    "posted", or "either" for a /pm command (whose fate depends on whom it names)."""
+    "posted", "either" for a /pm command (whose fate depends on whom it names), or
+    "typing" for the composer's typing signal (no answer; a notice to the room, maybe)."""
     if isinstance(frame, bytes):
         return "close 1003"
     if len(frame) > MAX_FRAME_BYTES:
@@ -49,6 +54,8 @@ def must_become(frame: str | bytes) -> str:
         data = json.loads(frame)
     except (ValueError, RecursionError):
         return "refused"
+    if isinstance(data, dict) and TYPING_FIELD in data and "body" not in data:
+        return "typing"
     if not isinstance(data, dict) or not isinstance(data.get("body"), str):
         return "refused"
     try:
@@ -105,6 +112,9 @@ class Target:
             await self.socket.send_bytes(frame)
         else:
             await self.socket.send_text(frame)
+        if fate == "typing":
+            await self.typed()
+            return
         output = await self.socket.receive_output()
 
         if output["type"] == "websocket.close":
@@ -129,6 +139,18 @@ class Target:
         else:
             assert fate == "either", fragment[:300]
             await self.check_private(fragment)
+
+    async def typed(self) -> None:
+        """A typing signal has no answer; its notice goes to the room (this socket too),
+        unless the throttle drops it. So: a frame that is always answered ("ping", not
+        JSON), and before its answer nothing but that notice."""
+        await self.socket.send_text("ping")
+        while True:
+            html = await self.socket.receive()
+            if fragments.is_composer(html):
+                assert fragments.composer_errors(html) == [NOT_JSON], html[:300]
+                return
+            assert "typing-notice" in html, html[:300]
 
     async def throw_all(self, frames: list[str | bytes]) -> None:
         if not self.socket.alive:
@@ -281,6 +303,8 @@ async def test_random_text_frames_get_an_error_or_are_posted_never_a_crash(targe
 
 @hypothesis_settings(fuzz_settings, max_examples=200)
 @given(frames=st.lists(json_values.map(json.dumps), min_size=1, max_size=8))
+# What hypothesis found once: a typing signal (no answer; throttled after the first).
+@example(frames=['{"typing": null}', '{"typing": "1"}', '{"typing": [1], "x": 2}'])
 async def test_random_json_values_get_an_error_never_a_crash(target, frames):
     await target.throw_all(frames)
 
