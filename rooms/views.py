@@ -1,5 +1,7 @@
 import re
+from collections.abc import Callable
 from datetime import date
+from functools import partial
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -245,6 +247,38 @@ def _message_action(
     return _stay(retarget(reswap(response, "innerHTML"), panel))
 
 
+def _too_fast(
+    request: SignedInRequest, action: str, context: dict[str, Any]
+) -> HttpResponse | None:
+    """Charge the change to the user's rate limit (posting's): None if it may be made,
+    else the action's form again with the refusal (429)."""
+    if too_fast := services.sending_too_fast(request.user.pk):
+        context["error"] = too_fast.error
+        return _message_action(request, action, context, status=too_fast.status)
+    return None
+
+
+def _apply_change(
+    request: HttpRequest,
+    action: str,
+    context: dict[str, Any],
+    message: Message,
+    change: Callable[[], object],
+    *,
+    refusal_as: str = "refusal",
+) -> HttpResponse:
+    """Make the change; a refusal goes back to the action's form (as `refusal_as` in its
+    context), a message gone meanwhile is a 404, and a change made is `_changed`."""
+    try:
+        change()
+    except changes.ChangeRefused as refusal:
+        context[refusal_as] = str(refusal)
+        return _message_action(request, action, context, status=refusal.status)
+    except Message.DoesNotExist:
+        raise Http404("No such message in this room.") from None
+    return _changed(request, message)
+
+
 def _stay(response: HttpResponse) -> HttpResponse:
     """An answer to a boosted link or form (a message's actions) that leaves the page's
     address alone: htmx 2.0.10 pushes a boosted request's URL whatever hx-push-url says
@@ -268,19 +302,13 @@ def edit_message(request: SignedInRequest, slug: str, message_id: int) -> HttpRe
         return _message_action(request, "edit", context, status=refusal.status)
     if request.method == "GET":
         return _message_action(request, "edit", context)
-    if too_fast := services.sending_too_fast(request.user.pk):
-        context["error"] = too_fast.error
-        return _message_action(request, "edit", context, status=too_fast.status)
+    if too_fast := _too_fast(request, "edit", context):
+        return too_fast
     if not form.is_valid():
         return _message_action(request, "edit", context, status=400)
-    try:
-        changes.edit_message(message, request.user, form.cleaned_data["body"])
-    except changes.ChangeRefused as refusal:  # the window closed meanwhile
-        context["refusal"] = str(refusal)
-        return _message_action(request, "edit", context, status=refusal.status)
-    except Message.DoesNotExist:
-        raise Http404("No such message in this room.") from None
-    return _changed(request, message)
+    # (A refusal now: the window closed meanwhile.)
+    edit = partial(changes.edit_message, message, request.user, form.cleaned_data["body"])
+    return _apply_change(request, "edit", context, message, edit)
 
 
 @login_required
@@ -298,14 +326,10 @@ def delete_message(request: SignedInRequest, slug: str, message_id: int) -> Http
         return _message_action(request, "delete", context, status=refusal.status)
     if request.method == "GET":
         return _message_action(request, "delete", context)
-    if too_fast := services.sending_too_fast(request.user.pk):
-        context["error"] = too_fast.error
-        return _message_action(request, "delete", context, status=too_fast.status)
-    try:
-        changes.delete_message(message, request.user)
-    except Message.DoesNotExist:
-        raise Http404("No such message in this room.") from None
-    return _changed(request, message)
+    if too_fast := _too_fast(request, "delete", context):
+        return too_fast
+    delete = partial(changes.delete_message, message, request.user)
+    return _apply_change(request, "delete", context, message, delete)
 
 
 @login_required
@@ -327,17 +351,11 @@ def reactions(request: SignedInRequest, slug: str, message_id: int) -> HttpRespo
         return _message_action(request, "react", context)
     emoji = request.POST.get("emoji", "")
     context["typed"] = emoji
-    if too_fast := services.sending_too_fast(request.user.pk):
-        context["error"] = too_fast.error
-        return _message_action(request, "react", context, status=too_fast.status)
-    try:
-        changes.toggle_reaction(message, request.user, emoji)
-    except changes.ChangeRefused as refusal:
-        context["error"] = str(refusal)
-        return _message_action(request, "react", context, status=refusal.status)
-    except Message.DoesNotExist:
-        raise Http404("No such message in this room.") from None
-    return _changed(request, message)
+    if too_fast := _too_fast(request, "react", context):
+        return too_fast
+    # A refused reaction is an error beside the picker, which stays open to try again.
+    react = partial(changes.toggle_reaction, message, request.user, emoji)
+    return _apply_change(request, "react", context, message, react, refusal_as="error")
 
 
 def _render_room(
