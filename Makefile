@@ -6,7 +6,7 @@ PORT   ?= 8000
 # The local PostgreSQL the suite runs on a second time (it creates and drops test_hypertalk).
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/hypertalk
 
-.PHONY: install install-dev lock run test test-sqlite test-postgres test-e2e lint format bench clean
+.PHONY: install install-dev lock run test test-sqlite test-postgres test-e2e lint format bench profile clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +98,11 @@ format: install-dev
 ## The fan-out benchmark (not part of `make test`); see README "Performance".
 bench: install-dev
 	$(BIN)/python -m bench
+
+## Where the server's CPU goes under fan-out load: py-spy's top frames per thread, by own
+# and total time (bench/profile.py). PROFILE_ARGS, e.g. "--n 1000 --rate 16000 --redis".
+profile: install-dev
+	$(BIN)/python -m bench.profile $(PROFILE_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .mypy_cache
