@@ -2,6 +2,7 @@
 
     python -m bench.unread [--n 100] [--listeners 100,1000] [--typists 10,50] [--rate 1000]
                            [--hold 20] [--rounds 3] [--senders 10] [--json out.json]
+                           [--app-dir /path/to/other/checkout]
 
 One Daphne of ours (in-memory layer) and one of bench/unread_asgi.py (the same app with
 no activity published), on copies of one prepared database; N sockets in the room, S of
@@ -13,10 +14,14 @@ round, in turn:
   reads           the same N as the newest page has them (?read=1): each socket notes
                   what it delivers, and a batch writes positions every 5 s (and tells
                   each user's pages);
-  activity, 0     ours: each message also renders its activity once and publishes it to
-                  the room's activity group, which nobody follows;
+  activity, 0     ours: each message's activity also goes to the room's activity group
+                  (rendered once per tick for all of the tick's messages, issue 16:
+                  rooms/attention.py ActivityCoalescer), which nobody follows;
   activity, M     and M room-list pages follow the room (/ws/me/?rooms=bench, the same
-                  users as the room's first, then others): each gets every activity.
+                  users as the room's first, then others): each gets every message's
+                  activity (counted by the data-count of each push).
+  … @<dir>        with `--app-dir`, the activity rows again on a server of that
+                  checkout, in the same rounds (before/after).
   typing, T       as "activity, 0", and T of the room's sockets (the last T, not the
                   senders) also send the page's typing signal every ~1 s each, faster
                   than the server's 3 s throttle: the frame htmx's ws-send makes of
@@ -36,6 +41,7 @@ import argparse
 import asyncio
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -103,20 +109,30 @@ async def type_along(typists: list[Client], hold_s: float) -> int:
     return count
 
 
+COUNT = re.compile(rb'data-count="(\d+)"')
+
+
 class ActivityFleet(Fleet):
-    """Room-list pages: counts the activity pushes they receive."""
+    """Room-list pages: counts the messages whose activity they receive (a push may
+    carry several: data-count each; one without it is one message) and the pushes."""
 
     activity = 0
+    pushes = 0
 
     def on_text(self, client: Client, data: bytes, now: int) -> None:
-        self.activity += data.count(b"data-room-activity")
+        templates = data.count(b"data-room-activity")
+        if templates:
+            counts = [int(c) for c in COUNT.findall(data)]
+            self.activity += sum(counts) + templates - len(counts)
+            self.pushes += data.count(b'id="room-activity"')
         super().on_text(client, data, now)
 
 
 def start(kind: str, work: Path, base_db: Path) -> servers.Server:
-    """ "ours" (bench.ours_asgi) or "off" (bench.unread_asgi), as servers.start does."""
-    if kind == "ours":
-        return servers.start("ours", work, base_db)
+    """ "ours" (bench.ours_asgi), "ours@<dir>" (another checkout's) or "off"
+    (bench.unread_asgi), as servers.start does."""
+    if kind.startswith("ours"):
+        return servers.start(kind, work, base_db)
     port = free_port()
     db_path = work / f"off-{port}.sqlite3"
     shutil.copyfile(base_db, db_path)
@@ -184,7 +200,7 @@ async def one(
             await pages.quiet(idle_s=0.5, cap_s=60)
         await server.settle()
         renders0 = server.stats()["renders"]
-        activity0 = pages.activity
+        activity0, pushes0 = pages.activity, pages.pushes
         open_room = room.open_clients()
         typing_clients = open_room[len(open_room) - min(typists, len(open_room)) :]
         typing0 = dict(room.typing)
@@ -202,6 +218,9 @@ async def one(
             (renders1.get("room-activity", 0) - renders0.get("room-activity", 0)) / sent, 3
         )
         result["activity_delivered"] = pages.activity - activity0
+        result["activity_pushes_per_listener"] = round(
+            (pages.pushes - pushes0) / max(1, listeners), 1
+        )
         result["activity_expected"] = result["sent"] * listeners
         result["frames_to_listeners"] = pages.frames_other
         if typists:
@@ -245,10 +264,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-unread-"))
     users = max(args.n, *args.listeners, 2)
     base_db, _, sessions = servers.prepare_database(work, users)
-    running = {kind: start(kind, work, base_db) for kind in ("off", "ours")}
+    kinds = ["off", "ours"] + ([f"ours@{args.app_dir}"] if args.app_dir else [])
+    running = {kind: start(kind, work, base_db) for kind in kinds}
     configs = list(CONFIGS)
     for m in args.listeners:
         configs.append((f"activity, {m}", "ours", True, m, 0, configs[-1][0]))
+    if args.app_dir:
+        other = f"ours@{args.app_dir}"
+        label = f" @{Path(args.app_dir).name}"
+        configs.append((f"activity, 0{label}", other, True, 0, 0, "reads"))
+        for m in args.listeners:
+            configs.append((f"activity, {m}{label}", other, True, m, 0, configs[-1][0]))
     configs += [(f"typing, {t}", "ours", True, 0, t, "activity, 0") for t in args.typists]
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in configs}
     try:
@@ -276,8 +302,9 @@ def table(results: dict[str, Any]) -> str:
         "| configuration | server CPU per message "
         "| + over the row before (typing: over activity, 0) "
         "| p50 / p99 (room) "
-        "| loss | activity renders / message | activity delivered / expected |",
-        "|---|---|---|---|---|---|---|",
+        "| loss | activity renders / message | activity delivered / expected "
+        "| activity pushes per page |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     cpus: dict[str, float] = {}
     for name, rows in results["rows"].items():
@@ -290,9 +317,10 @@ def table(results: dict[str, Any]) -> str:
         delivered = sum(r["activity_delivered"] for r in rows)
         expected = sum(r["activity_expected"] for r in rows)
         plus = f"{cpu - cpus[base]:+.0f} us" if base in cpus else ""
+        pushes = median(r.get("activity_pushes_per_listener", 0) for r in rows)
         lines.append(
             f"| {name} | {cpu:.0f} us | {plus} | {p50:.1f} / {p99:.1f} ms | {loss} "
-            f"| {renders:.2f} | {delivered} / {expected} |"
+            f"| {renders:.2f} | {delivered} / {expected} | {pushes:g} |"
         )
         cpus[name] = cpu
     typing = {name: rows for name, rows in results["rows"].items() if rows and "typists" in rows[0]}
@@ -341,6 +369,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--senders", type=int, default=10)
     parser.add_argument("--json", help="write the results here as well")
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
+    parser.add_argument(
+        "--app-dir", help="the activity rows again on this checkout's app (before/after)"
+    )
     args = parser.parse_args(argv)
     args.listeners = [int(m) for m in args.listeners.split(",") if m]
     args.typists = [int(t) for t in args.typists.split(",") if t and int(t) > 0]

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from rooms import changes, services
+from rooms.attention import AuthorActivity
 from rooms.forms import MAX_LENGTH, ComposerForm, MessageEditForm, PrivateMessageForm
 from rooms.models import Message, PrivateMessage, ReadPosition, Room
 from rooms.search import Hit, Part
@@ -419,8 +420,12 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
         ),
         Sample(
             f"{ROOM}#room-activity",
-            "a message's activity (hidden: read by static/js/chat.js)",
-            {"message": message(ann, "", mentioned=me.username)},
+            "a tick's activity: two messages of one author, one mentioning the viewer"
+            " (hidden: read by static/js/chat.js)",
+            {
+                "slug": room.slug,
+                "activity": [AuthorActivity(ann.username, seq=2, count=2, mentions=[me.username])],
+            },
             pushed=True,
             invisible=True,
         ),

@@ -245,3 +245,32 @@ async def test_the_room_list_follows_the_rooms_it_lists_and_hears_mentions(
     assert (renders["room-activity"], renders["mention-notification"]) == (1, 1)
     for socket in (bobs_rooms, carols_rooms, carols_settings, alice_socket):
         await socket.assert_quiet()
+
+
+async def test_a_rooms_activity_is_coalesced_per_tick_and_still_counts_every_message(
+    connect, alice, bob, carol, lobby, renders, settings
+):
+    # A long tick, so that the burst surely falls in one (no timing is asserted).
+    settings.CHAT_ACTIVITY_TICK = 2.0
+    bobs_rooms = await connect(bob, path="/ws/me/", query="rooms=lobby")
+    await db(services.post_message)(lobby, alice, "first: leaves at once")
+    (first,) = activity_in(await frames_until(bobs_rooms, "data-room-activity"))
+    assert (first["data-author"], first["data-count"], first["data-mentions"]) == ("alice", "1", "")
+
+    # The rest of the tick: one fragment, an author each, with their counts and mentions.
+    for n in range(3):
+        await db(services.post_message)(lobby, alice, f"alice {n}")
+    await db(services.post_message)(lobby, carol, "@bob one")
+    await db(services.post_message)(lobby, carol, "@bob @alice two")
+    html = await frames_until(bobs_rooms, "data-room-activity")
+    by_author = {str(a["data-author"]): a for a in activity_in(html)}
+    assert sorted(by_author) == ["alice", "carol"]
+    assert (by_author["alice"]["data-count"], by_author["alice"]["data-mentions"]) == ("3", "")
+    carols = by_author["carol"]
+    mentions = str(carols["data-mentions"]).split()
+    assert (carols["data-count"], mentions) == ("2", ["bob", "alice", "bob"])
+    message = await db(Message.objects.get)(body="@bob @alice two")
+    assert carols["data-seq"] == str(message.seq)
+    assert renders["room-activity"] == 2  # six messages, two ticks: once each
+    assert renders["message-oob"] == 6
+    await bobs_rooms.assert_quiet()

@@ -189,12 +189,12 @@
 
   // 8. Unread counts: the one place where per-viewer arithmetic happens. A page that
   //    lists rooms (the room list, a room page's sidebar) is sent, over its socket, each
-  //    message's activity in those rooms: one fragment rendered for every viewer
-  //    (room.html#room-activity: the room, the author, who it mentions), dropped into
-  //    #room-activity. Here it becomes this viewer's counts on the room's entry
-  //    ([data-room][data-unread]): one more unread if they follow the room
-  //    (data-following: they opened it) and it is not their own message, one more
-  //    mention if data-mentions names them. The title's total moves by what counts
+  //    tick's activity in those rooms: one fragment rendered for every viewer
+  //    (room.html#room-activity: the room, each author's count, who they mention),
+  //    dropped into #room-activity. Here it becomes this viewer's counts on the room's
+  //    entry ([data-room][data-unread]): data-count more unread if they follow the room
+  //    (data-following: they opened it) and the author is not them, one more mention
+  //    for each time data-mentions names them. The title's total moves by what counts
   //    loudly at the room's level (data-level), as rooms/attention.py loud_count sums it:
   //    everything, the unread; mentions (or a room never opened), the mentions;
   //    nothing, none. A #room-read push (the viewer read the room: its page, or its
@@ -227,7 +227,12 @@
     const before = loud(entries[0]);
     const read = push.hasAttribute("data-room-read");
     if (!read && push.dataset.author === viewer) return;
-    const mentioned = (push.dataset.mentions || "").split(" ").includes(viewer);
+    // (A push carries an author's messages of one tick: data-count of them, and a name
+    // in data-mentions for each time one of them mentions that person.)
+    const messages = push.dataset.count === undefined ? 1 : Number(push.dataset.count) || 0;
+    const mentioned = (push.dataset.mentions || "").split(" ").filter(function (name) {
+      return name === viewer;
+    }).length;
     entries.forEach(function (entry) {
       if (read) {
         if (!entry.hasAttribute("data-following")) {
@@ -238,8 +243,8 @@
         return;
       }
       const following = entry.hasAttribute("data-following");
-      showCounts(entry, Number(entry.dataset.unread) + (following ? 1 : 0),
-        Number(entry.dataset.mentions) + (mentioned ? 1 : 0));
+      showCounts(entry, Number(entry.dataset.unread) + (following ? messages : 0),
+        Number(entry.dataset.mentions) + mentioned);
     });
     retitle(loud(entries[0]) - before);
   }
