@@ -95,9 +95,11 @@ format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## The fan-out benchmark (not part of `make test`); see README "Performance".
+## The fan-out benchmark, then the feature mix (bench/mix.py: every kind of event, its
+# renders, deliveries and latency); not part of `make test`; see README "Performance".
 bench: install-dev
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.mix
 
 ## Where the server's CPU goes under fan-out load: py-spy's top frames per thread, by own
 # and total time (bench/profile.py). PROFILE_ARGS, e.g. "--n 1000 --rate 16000 --redis".

@@ -1,7 +1,7 @@
 """The feature mix (issue 16): every kind of event of issues 12-13 under one load, with
 its renders counted in the server, its deliveries counted per socket, its latency and loss.
 
-    python -m bench.mix [--n 50] [--pages 50] [--rate 20] [--hold 10] [--server ours]
+    python -m bench.mix [--n 100] [--pages 100] [--rate 10] [--hold 10] [--server ours]
                         [--rounds 1] [--json out.json]
 
 One Daphne of ours (bench.ours_asgi: it counts each partial rendered), on a copy of the
@@ -420,9 +420,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.mix", description=__doc__)
-    parser.add_argument("--n", type=int, default=50, help="sockets in the room (N)")
-    parser.add_argument("--pages", type=int, default=50, help="room-list pages (M)")
-    parser.add_argument("--rate", type=float, default=20.0, help="messages/s")
+    parser.add_argument("--n", type=int, default=100, help="sockets in the room (N)")
+    parser.add_argument("--pages", type=int, default=100, help="room-list pages (M)")
+    # (10 messages/s to 100 sockets: the reference load, 1,000 deliveries/s)
+    parser.add_argument("--rate", type=float, default=10.0, help="messages/s")
     parser.add_argument("--hold", type=float, default=10.0, help="seconds")
     parser.add_argument("--typists", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=1)

@@ -43,3 +43,37 @@ async def test_five_sockets_on_each_server_get_every_message_in_order() -> None:
         assert result["loss"] == 0 and result["out_of_order"] == 0, (name, result)
     # Ours renders each message once, however many sockets receive it.
     assert results["ours"]["renders_per_message"] == 1.0, results["ours"]
+
+
+async def test_the_feature_mix_renders_each_event_once_and_loses_nothing() -> None:
+    """bench/mix.py in small: messages, a mention's notification on another page, edits,
+    reactions, deletes, typing and the room list's activity under one load."""
+    from bench import mix
+
+    work = Path(tempfile.mkdtemp(prefix="bench-smoke-mix-"))
+    base_db, usernames, sessions = servers.prepare_database(work, SOCKETS + 3)
+    server = servers.start("ours", work, base_db)
+    try:
+        result = await mix.run_mix(
+            server,
+            sessions,
+            usernames,
+            n=SOCKETS,
+            pages=3,
+            rate=5.0,
+            hold=2.0,
+            typists=2,
+            targets=4,
+        )
+    finally:
+        server.stop()
+    kinds = result["kinds"]
+    for kind, row in kinds.items():
+        assert row["events"] > 0, (kind, result)
+        assert row["loss"] == 0 and row.get("out_of_order", 0) == 0, (kind, result)
+        if kind == "activity":  # coalesced per tick: at most one render per message
+            assert 0 < row["renders_per_event"] <= 1, (kind, result)
+        else:
+            assert row["renders_per_event"] == 1.0, (kind, result)
+    assert result["sockets_lost"] == 0 and result["unknown_markers"] == 0, result
+    assert set(result["http_statuses"]) == {204}, result
