@@ -30,6 +30,7 @@ import re
 APP_VARIABLES = re.compile(
     r"DEBUG|SECRET_KEY|ALLOWED_HOSTS|CSRF_TRUSTED_ORIGINS|CONN_MAX_AGE|REDIS_URL|STATIC_ROOT"
     r"|BEHIND_PROXY|SECURE_\w+|DATABASE_POOL_\w+|CHAT_\w+|LOGIN_\w+|SIGNUPS_\w+"
+    r"|MEDIA_ROOT|STORAGE_S3_\w+"
 )
 exported = [name for name in os.environ if APP_VARIABLES.fullmatch(name)]
 for name in exported:
@@ -75,7 +76,7 @@ from django.test import Client  # noqa: E402
 
 from realtime import hub, sockets  # noqa: E402
 from realtime.layers import channel_layer  # noqa: E402
-from rooms import presence, services, typists  # noqa: E402
+from rooms import attachments, presence, services, typists  # noqa: E402
 from rooms.models import Room  # noqa: E402
 from rooms.tests import fragments  # noqa: E402
 
@@ -112,7 +113,9 @@ def _unit_test_environment(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def chat_test_environment(settings: Any) -> Iterator[None]:
+def chat_test_environment(
+    settings: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
     """Each test starts from nothing shared: a fresh in-memory channel layer, a full
     rate-limit bucket, no sockets or background tasks left from the test before.
 
@@ -136,10 +139,20 @@ def chat_test_environment(settings: Any) -> Iterator[None]:
     }
     # The production hasher costs ~0.4 s per user (PBKDF2); the suite creates hundreds.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Uploaded files in a folder of the test's own, never the project's media/.
+    media = tmp_path_factory.mktemp("media")
+    settings.MEDIA_ROOT = str(media)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    }
     services.rate_limiter.reset()
+    attachments.rate_limiter.reset()
     typists.throttle.reset()
     yield
+    attachments.settle()  # no thumbnail thread outlives its test
     services.rate_limiter.reset()
+    attachments.rate_limiter.reset()
     typists.throttle.reset()
     # The test's event loop is closed (its tasks cancelled); forget what was tied to it.
     sockets.open_sockets.clear()

@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 import realtime
-from rooms import attention
+from rooms import attachments, attention
 from rooms.models import Message, MessageRevision, Reaction, Room
 from rooms.services import Posted, User, attach_reactions, render_fragment, room_group
 
@@ -78,7 +78,7 @@ def may_delete(message: Message, user: User) -> None:
 def live_messages(room: Room) -> QuerySet[Message]:
     """The room's messages that are not deleted, with what rendering one needs."""
     return room.messages.filter(deleted_at__isnull=True).select_related(
-        "author", "reply_to__author"
+        "author", "reply_to__author", "attachment"
     )
 
 
@@ -117,11 +117,20 @@ def delete_message(message: Message, user: User) -> Posted:
         message.revisions.all().delete()
         message.reactions.all().delete()
         attention.forget_mentions(message)
+        attachments.discard(message)  # its files leave the store once this commits
         message.body = ""
         message.deleted_at = timezone.now()
         posted = _changed(message, "body", "deleted_at", "mentioned")
     log.info("message %s deleted by %s", message.pk, user)
     return posted
+
+
+def attachment_changed(message: Message) -> Posted:
+    """Push `message` again: its attachment changed (its thumbnail is ready). A change
+    like any other, so a page offline meanwhile gets the message as it is now in its
+    catch-up. Message.DoesNotExist if it was deleted meanwhile."""
+    with transaction.atomic():
+        return _changed(_locked(message))
 
 
 def clean_reaction(text: str) -> str:

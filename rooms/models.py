@@ -1,3 +1,4 @@
+import uuid
 from typing import Any
 
 from django.conf import settings
@@ -305,3 +306,54 @@ class Webhook(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bot} → {self.room}{' (revoked)' if self.revoked_at else ''}"
+
+
+def attachment_path(instance: "Attachment", filename: str) -> str:
+    """Where a file is stored: a random, unguessable folder per file (so no name collides
+    and no address can be guessed from another), then its cleaned-up name."""
+    return f"attachments/{uuid.uuid4().hex}/{filename}"
+
+
+class Attachment(models.Model):
+    """A file sent with a room message (rooms/attachments.py): at most one per message,
+    which may have text too or be the file alone.
+
+    Images (JPEG, PNG, GIF, WebP, as Pillow reads them, never as the client says) are
+    stored re-encoded without their metadata (EXIF, GPS), turned upright, and get a
+    thumbnail made off the request path; anything else is a plain file, only ever
+    downloaded. Served by the access-checked view only (rooms/attachment_views.py).
+    """
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="attachment")
+    file = models.FileField(upload_to=attachment_path, max_length=255)
+    # As the sender named it: shown (escaped) and offered as the download's name.
+    original_name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    # Set for images we re-encoded (is_image), None for other files.
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    # None until made (a thread, or the thumbnails worker): the message then shows the
+    # image as a file link, and is pushed again once it exists.
+    thumbnail = models.FileField(upload_to=attachment_path, max_length=255, null=True, blank=True)
+    thumbnail_width = models.PositiveIntegerField(null=True, blank=True)
+    thumbnail_height = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.content_type}, {self.size} bytes)"
+
+    @property
+    def is_image(self) -> bool:
+        return self.width is not None
+
+    @property
+    def kind(self) -> str:
+        return "image" if self.is_image else "file"
+
+    def url(self) -> str:
+        """The access-checked address of the file (rooms/attachment_views.py)."""
+        return reverse("rooms:attachment", args=[self.message.room.slug, self.pk])
+
+    def thumbnail_url(self) -> str:
+        return reverse("rooms:attachment_thumbnail", args=[self.message.room.slug, self.pk])

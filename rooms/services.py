@@ -9,7 +9,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from importlib import import_module
@@ -473,7 +473,7 @@ def attach_reactions(messages: Sequence[Message]) -> None:
 def _shown(room: Room) -> QuerySet[Message]:
     """The room's messages a page shows (not deleted), with what their partial reads."""
     return room.messages.filter(deleted_at__isnull=True).select_related(
-        "author", "reply_to__author"
+        "author", "reply_to__author", "attachment"
     )
 
 
@@ -652,7 +652,7 @@ def _changed_for(room: Room, state: CatchUp) -> QuerySet[Message]:
     """Messages the page has, changed since it saw them: those before its cursor changed
     after it, and those it holds past its cursor changed since they were posted."""
     return (
-        room.messages.select_related("author", "reply_to__author")
+        room.messages.select_related("author", "reply_to__author", "attachment")
         .filter(changed_seq__gt=state.after, changed_seq__lte=state.cursor)
         .filter(Q(seq__lte=state.after) | Q(seq__in=list(state.held), changed_seq__gt=F("seq")))
     )
@@ -862,10 +862,19 @@ class Posted:
         return all([await publication for publication in self.publications])
 
 
-def post_message(room: Room, author: Any, body: str, *, reply_to: Message | None = None) -> Posted:
+def post_message(
+    room: Room,
+    author: Any,
+    body: str,
+    *,
+    reply_to: Message | None = None,
+    attach: Callable[[Message], None] | None = None,
+) -> Posted:
     """Store and publish a message (`reply_to`: the message of this room it answers):
     to the room, to the pages that list it (their unread counts), and to whoever it
-    mentions (rooms/attention.py). Each rendered once."""
+    mentions (rooms/attention.py). Each rendered once. `attach` stores what the message
+    carries (its file: rooms/attachments.py) in the same transaction, before it is
+    rendered."""
     from rooms import attention
 
     with transaction.atomic():
@@ -878,6 +887,11 @@ def post_message(room: Room, author: Any, body: str, *, reply_to: Message | None
             mentioned=attention.mentioned_text(mentioned),
         )
         attention.store_mentions(message, mentioned, new=True)
+        if attach is not None:
+            attach(message)  # (sets message.attachment)
+        else:
+            # No attachment, known without asking the database when its partial looks.
+            Message.attachment.related.set_cached_value(message, None)
         message.reaction_summary = []
         html = render_fragment("message-oob", message=message)
         published = realtime.publish_on_commit(room_group(room.pk), html, seq=message.seq)

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from rooms import converters, views  # noqa: F401 (converters registers <username:>)
+from rooms import attachment_views, converters, views  # noqa: F401 (converters: <username:>)
 
 app_name = "rooms"
 urlpatterns = [
@@ -21,6 +21,17 @@ urlpatterns = [
         r"^(?P<slug>[^/]+)/(?P<year>[0-9]{4})/(?P<month>[0-9]{2})/(?P<day>[0-9]{2})/$",
         views.day_transcript,
         name="transcript",
+    ),
+    # Files, access-checked (rooms/attachment_views.py): never a public address.
+    path(
+        "<str:slug>/attachments/<int:attachment_id>/",
+        attachment_views.attachment_file,
+        name="attachment",
+    ),
+    path(
+        "<str:slug>/attachments/<int:attachment_id>/thumbnail/",
+        attachment_views.attachment_thumbnail,
+        name="attachment_thumbnail",
     ),
     path("<str:slug>/members/", views.invite_member, name="invite"),
     path("<str:slug>/notifications/", views.notification_level, name="notification_level"),

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import push_url, reswap, retarget
 
 from accounts.time_zones import in_viewer_time_zone
-from rooms import attention, changes, presence, services
+from rooms import attachments, attention, changes, presence, services
 from rooms.forms import (
     ComposerForm,
     InviteForm,
@@ -191,14 +191,32 @@ def _message_id(value: str) -> int:
 @in_viewer_time_zone
 @require_POST
 def post_message(request: SignedInRequest, slug: str) -> HttpResponse:
-    """The composer without JavaScript: post, then back to the room (POST/redirect/GET)."""
+    """The composer without JavaScript: post, then back to the room (POST/redirect/GET).
+    With a file (multipart), also with JavaScript: htmx posts the form here when a file
+    is chosen (static/js/chat.js), and is answered with the composer alone."""
     room = _room_or_404(slug, request.user)
     reply = services.reply_target(room, request.POST.get("reply_to"))
     if too_fast := services.sending_too_fast(request.user.pk):
         form = ComposerForm(initial={"body": request.POST.get("body", "")})
-        return _render_room(
+        return _composer_again(
             request, room, form, error=too_fast.error, status=too_fast.status, reply=reply
         )
+    upload = request.FILES.get("file")
+    if upload is not None and upload.name:
+        submitted = attachments.submit_with_file(room, request.user, request.POST, upload)
+        if submitted.posted is None:
+            return _composer_again(
+                request,
+                room,
+                submitted.form,
+                error=submitted.error,
+                status=submitted.status,
+                reply=reply,
+            )
+        if _is_htmx(request):
+            # The message reaches this page as every other, over its socket.
+            return _composer_again(request, room, ComposerForm(), status=200)
+        return redirect(room)
     form, posted = services.submit_composer(room, request.user, request.POST)
     if posted is None:
         return _render_room(request, room, form, status=400, reply=reply)
@@ -207,6 +225,24 @@ def post_message(request: SignedInRequest, slug: str) -> HttpResponse:
         # user text in the URL).
         return redirect(f"{room.get_absolute_url()}?sent={posted.private_message.pk}")
     return redirect(room)
+
+
+def _composer_again(
+    request: HttpRequest,
+    room: Room,
+    form: ComposerForm,
+    *,
+    error: str = "",
+    status: int = 400,
+    reply: Message | None = None,
+) -> HttpResponse:
+    """The composer after a POST that did not go back to the room: for htmx (a file
+    sent with JavaScript) the composer alone, emptied or with its error and the text
+    kept; else the room page with it."""
+    if not _is_htmx(request):
+        return _render_room(request, room, form, error=error, status=status, reply=reply)
+    context = {"room": room, "form": form, "error": error, "reply": reply}
+    return _stay(render(request, "rooms/room.html#composer", context, status=status))
 
 
 # A message's actions: edit, delete, react. Each is a plain form (a page of its own

@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django, WebSockets to the rooms consumers.
+"""ASGI entry point: HTTP goes to Django, WebSockets to the rooms consumers,
+and the "thumbnails" channel (with Redis) to its worker (`runworker`, rooms/workers.py).
 
 Every request passes `http_guard.RequestGuard` first: bodies over CHAT_MAX_REQUEST_BYTES
 are refused with 413 before they are read, and a NUL in a URL never reaches Django.
@@ -17,12 +18,13 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site_config.settings")
 django_asgi_app = get_asgi_application()  # sets Django up before the imports below
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from realtime import lifecycle, limits, writes  # noqa: E402
 from realtime.auth import SocketAuthMiddlewareStack  # noqa: E402
 from realtime.origins import ExactOriginValidator  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
+from rooms.workers import ThumbnailConsumer  # noqa: E402
 from site_config import http_guard  # noqa: E402
 
 # Our middlewares (http_guard, origins) read a few keys of any scope, a plain mapping to
@@ -40,6 +42,8 @@ application = http_guard.RequestGuard(
                         SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
                     )
                 ),
+                # Background jobs, for `manage.py runworker` (rooms/workers.py).
+                "channel": ChannelNameRouter({"thumbnails": ThumbnailConsumer.as_asgi()}),
             }
         ),
     )

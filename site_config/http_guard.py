@@ -28,6 +28,7 @@ the README says so.
 """
 
 import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from io import BytesIO
@@ -102,6 +103,20 @@ async def refuse_handshake(receive: Receive, send: Send) -> None:
 
 # What is refused -------------------------------------------------------------------------
 
+# The room composer's URL (rooms/urls.py "post"): the one that takes a file, so the one
+# whose bodies may be as large as an attachment plus the form around it.
+UPLOAD_PATH = re.compile(r"/rooms/[^/]+/messages/")
+
+
+def limit_for(path: str) -> int:
+    """The most bytes a request body to `path` may have: CHAT_MAX_REQUEST_BYTES, but for
+    the composer's URL, which takes a file (CHAT_ATTACHMENT_MAX_BYTES) with its form."""
+    limit: int = settings.CHAT_MAX_REQUEST_BYTES
+    if UPLOAD_PATH.fullmatch(path):
+        attachment = settings.CHAT_ATTACHMENT_MAX_BYTES + settings.CHAT_ATTACHMENT_FORM_OVERHEAD
+        limit = max(limit, attachment)
+    return limit
+
 
 def url_has_nul(scope: Scope) -> bool:
     """A NUL in the path (servers decode %00 into it) or in the query string (encoded)."""
@@ -140,7 +155,7 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         if url_has_nul(scope):
             return await respond(send, 400, NUL_IN_URL_TEXT)
-        limit = settings.CHAT_MAX_REQUEST_BYTES
+        limit = limit_for(scope.get("path", ""))
         try:
             length = declared_length(scope)
         except ValueError:
@@ -228,7 +243,10 @@ def install() -> None:
     def gotLength(self: Any, length: int | None) -> None:
         self._guard_received = 0
         self._guard_refused = False
-        limit = settings.CHAT_MAX_REQUEST_BYTES
+        # The request line is parsed (HTTPChannel keeps its path until the request
+        # starts); the body is not read yet.
+        path = getattr(self.channel, "_path", b"").split(b"?", 1)[0]
+        self._guard_limit = limit = limit_for(unquote_to_bytes(path).decode("utf-8", "replace"))
         if length is not None and length > limit:
             self.content = BytesIO()  # Twisted and Daphne expect a file; nothing goes in
             _refuse(self, limit, f"Content-Length {length}")
@@ -239,7 +257,7 @@ def install() -> None:
         if self._guard_refused:
             return
         self._guard_received += len(data)
-        limit = settings.CHAT_MAX_REQUEST_BYTES
+        limit = self._guard_limit
         if self._guard_received > limit:
             _refuse(self, limit, f"a streamed body past {limit} bytes")
             return

@@ -180,6 +180,14 @@ if REDIS_URL:
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
+    # Thumbnails are jobs for `manage.py runworker --layer thumbnails thumbnails`: the
+    # core layer keeps a job in a Redis list until one worker takes it. (On the pub/sub
+    # layer a job sent while no worker is subscribed is dropped, and each of several
+    # workers would get every job.)
+    CHANNEL_LAYERS["thumbnails"] = {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "expiry": 3600, "capacity": 10_000},
+    }
 else:
     # Channels' in-memory layer, with room for every event of the process's one channel
     # and a dropped message counted as an outage (realtime/layers.py).
@@ -209,8 +217,39 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = setting(env.path, "STATIC_ROOT", BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Uploaded files (attachments: rooms/attachments.py) live in the default storage. Never
+# served from MEDIA_URL: no route exposes MEDIA_ROOT, every file goes out through the
+# access-checked view (rooms/attachment_views.py), or a proxy's internal location it
+# names (CHAT_ATTACHMENT_ACCEL_REDIRECT), or, on S3, a presigned URL it redirects to.
+MEDIA_ROOT = setting(env.path, "MEDIA_ROOT", BASE_DIR / "media")
+MEDIA_URL = "/media-is-not-served/"
+# An S3-compatible store instead (django-storages): bucket, endpoint (for one that is
+# not AWS: MinIO, R2, ...) and region; credentials from boto3's usual chain
+# (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a role). Objects are private (no ACL, the
+# bucket's policy) and reached only through presigned URLs that expire quickly.
+STORAGE_S3_BUCKET = setting(env.str, "STORAGE_S3_BUCKET", "")
+STORAGE_S3_ENDPOINT_URL = setting(env.str, "STORAGE_S3_ENDPOINT_URL", "")
+STORAGE_S3_REGION = setting(env.str, "STORAGE_S3_REGION", "")
+STORAGE_S3_URL_EXPIRES = setting(env.int, "STORAGE_S3_URL_EXPIRES", 300, validate=positive)
+DEFAULT_STORAGE: dict[str, Any] = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": MEDIA_ROOT, "base_url": MEDIA_URL},
+}
+if STORAGE_S3_BUCKET:
+    DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": STORAGE_S3_BUCKET,
+            "endpoint_url": STORAGE_S3_ENDPOINT_URL or None,
+            "region_name": STORAGE_S3_REGION or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": STORAGE_S3_URL_EXPIRES,
+            "file_overwrite": False,
+        },
+    }
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": DEFAULT_STORAGE,
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -251,6 +290,27 @@ CHAT_MAX_REQUEST_BYTES = setting(
     env.int, "CHAT_MAX_REQUEST_BYTES", 2 * 1024 * 1024, validate=at_least_zero
 )
 DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_REQUEST_BYTES
+# Attachments (rooms/attachments.py): a file's size at most, and how many one user may
+# send a minute. The composer's URL (and only it) takes bodies up to the size plus
+# CHAT_ATTACHMENT_FORM_OVERHEAD for the form's other fields (http_guard.limit_for).
+# Files over FILE_UPLOAD_MAX_MEMORY_SIZE go to a temporary file while read, not memory.
+CHAT_ATTACHMENT_MAX_BYTES = setting(
+    env.int, "CHAT_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024, validate=positive
+)
+CHAT_ATTACHMENT_FORM_OVERHEAD = 64 * 1024
+CHAT_ATTACHMENTS_PER_MINUTE = setting(
+    env.int, "CHAT_ATTACHMENTS_PER_MINUTE", 10, validate=at_least_zero
+)
+# Images over this many pixels are refused (Pillow's decompression-bomb guard), and
+# thumbnails fit in a square of CHAT_THUMBNAIL_SIZE pixels.
+CHAT_ATTACHMENT_MAX_PIXELS = setting(
+    env.int, "CHAT_ATTACHMENT_MAX_PIXELS", 40_000_000, validate=positive
+)
+CHAT_THUMBNAIL_SIZE = 480
+# Production: a path prefix the proxy in front serves from MEDIA_ROOT as an `internal`
+# location (nginx); the view checks access, then answers with an empty body and
+# X-Accel-Redirect: <prefix><file name>, and the proxy sends the file (README).
+CHAT_ATTACHMENT_ACCEL_REDIRECT = setting(env.str, "CHAT_ATTACHMENT_ACCEL_REDIRECT", "")
 # Patches of Daphne, autobahn and Twisted internals (http_guard.py, socket_limits.py,
 # twisted_writes.py) name the exact versions they were verified with; on others the
 # server refuses to start unless this is true (realtime/upstream.py).
@@ -272,6 +332,13 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [csp.NONE],
     }
 }
+if STORAGE_S3_BUCKET:
+    # Images are fetched from the store itself (a presigned URL the view redirects to).
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"] = [
+        csp.SELF,
+        "data:",
+        STORAGE_S3_ENDPOINT_URL.rstrip("/") or f"https://{STORAGE_S3_BUCKET}.s3.amazonaws.com",
+    ]
 # Database sessions that never look up a key Django could not have made (a NUL from a
 # cookie was a 500 on PostgreSQL): site_config/sessions.py.
 SESSION_ENGINE = "site_config.sessions"

@@ -22,7 +22,7 @@ from django.utils import timezone
 from rooms import changes, services
 from rooms.attention import AuthorActivity
 from rooms.forms import MAX_LENGTH, ComposerForm, MessageEditForm, PrivateMessageForm
-from rooms.models import Message, PrivateMessage, ReadPosition, Room
+from rooms.models import Attachment, Message, PrivateMessage, ReadPosition, Room
 from rooms.search import Hit, Part
 
 ROOM = "rooms/room.html"
@@ -61,6 +61,16 @@ ALONE = {
         "notification-level",
     )
 }
+
+
+# An image's thumbnail in the samples: a drawn picture (an SVG data: URI, which the page's
+# CSP allows for images), not a file: the samples have none.
+SAMPLE_THUMBNAIL = (
+    "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 320 240'%3E"
+    "%3Crect width='320' height='240' fill='%2393c5fd'/%3E%3Crect y='150' width='320' "
+    "height='90' fill='%2365a30d'/%3E%3Ccircle cx='250' cy='60' r='28' fill='%23fde047'/%3E"
+    "%3Crect x='60' y='80' width='120' height='110' fill='%23f8fafc'/%3E%3C/svg%3E"
+)
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,22 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
             **fields,
         )
         made.reaction_summary = []
+        # No attachment (known: no query), unless `attached` gives it one.
+        Message.attachment.related.set_cached_value(made, None)
+        return made
+
+    def attached(made: Message, name: str, content_type: str, size: int, **image: Any) -> Message:
+        """`made` with a file: an image when given width and height (and a thumbnail's:
+        a drawn stand-in, so the page loads nothing that is not there)."""
+        attachment = Attachment(
+            pk=pk(), message=made, original_name=name, content_type=content_type, size=size
+        )
+        for key, value in image.items():
+            setattr(attachment, key, value)
+        if "thumbnail_width" in image:
+            attachment.thumbnail.name = "attachments/sample/thumb.jpg"
+            attachment.thumbnail_url = lambda: SAMPLE_THUMBNAIL  # type: ignore[method-assign]
+        Message.attachment.related.set_cached_value(made, attachment)
         return made
 
     def pm(sender: User, recipient: User, body: str) -> PrivateMessage:
@@ -189,6 +215,47 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
             {"message": message(bob, "Pushed over the socket.")},
             frame="log",
             pushed=True,
+        ),
+        room_message(
+            "with an image (its thumbnail, linked to the full image)",
+            attached(
+                message(ann, "The new lobby, from the street."),
+                "lobby.jpg",
+                "image/jpeg",
+                734_003,
+                width=1600,
+                height=1200,
+                thumbnail_width=320,
+                thumbnail_height=240,
+            ),
+        ),
+        room_message(
+            "an image whose thumbnail is being made (a file link until it is)",
+            attached(
+                message(bob, ""), "whiteboard.png", "image/png", 2_310_044, width=3024, height=4032
+            ),
+        ),
+        room_message(
+            "with a file (name, type, size, download)",
+            attached(
+                message(me, "Minutes of today's meeting."), "minutes.pdf", "application/pdf", 48_213
+            ),
+        ),
+        Sample(
+            f"{ROOM}#attachment",
+            "a file alone, its long name with markup (escaped)",
+            {
+                "message": (
+                    file_only := attached(
+                        message(ann, ""),
+                        f"<b>report</b>-{LONG_WORD[:120]}.tar.gz",
+                        "application/gzip",
+                        10_485_760,
+                    )
+                ),
+                "attachment": file_only.attachment,
+            },
+            frame="log",
         ),
         Sample(f"{ROOM}#message-quote", "a quote", {"quoted": original, "oob": False}, frame="log"),
         Sample(

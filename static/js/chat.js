@@ -283,4 +283,17 @@
     typingSent = Date.now();
     signal.requestSubmit();
   });
+
+  // 11. A file goes over HTTP, not the socket: when the composer is submitted with a file
+  //    chosen, its socket send is cancelled and htmx posts the same form (multipart: its
+  //    hx-encoding) to the room's composer URL. The answer is the composer, emptied or
+  //    with its error; the message itself arrives over the socket, as every message does.
+  document.addEventListener("htmx:wsConfigSend", function (event) {
+    const form = event.target;
+    const file = form instanceof HTMLFormElement && form.querySelector("input[type=file][name=file]");
+    if (!file || !file.files.length) return;
+    event.preventDefault();
+    if (event.detail.triggeringEvent) event.detail.triggeringEvent.preventDefault();
+    htmx.ajax("POST", form.getAttribute("action"), { source: form, target: form, swap: "outerHTML" });
+  });
 })();
