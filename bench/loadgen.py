@@ -340,3 +340,39 @@ class Fleet:
                 break
             await asyncio.sleep(0.05)
         return time.monotonic() - start
+
+
+class SplitFleet(Fleet):
+    """A fleet whose clients alternate between several ports of one host (the processes
+    of a scaled-out server, bench.servers.ServerPair): client i goes to ports[i % k], so
+    that the first S clients (the senders) are on every process."""
+
+    def __init__(self, host: str, ports: list[int], path: str, origin: str) -> None:
+        super().__init__(host, ports[0], path, origin)
+        self.ports = ports
+        self.path = path
+
+    async def connect(self, cookies: list[str], concurrency: int = 64) -> tuple[int, list[str]]:
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(concurrency)
+        errors: list[str] = []
+
+        async def one(cookie: str) -> None:
+            async with gate:
+                index = len(self.clients)
+                port = self.ports[index % len(self.ports)]
+                uri = f"ws://{self.host}:{port}{self.path}"
+                # (each process's own origin, as a page it served would send)
+                origin = f"http://{self.host}:{port}"
+                client = Client(self, index, uri, origin, cookie)
+                self.clients.append(client)
+                try:
+                    await loop.create_connection(lambda: client, self.host, port)
+                    await asyncio.wait_for(client.opened, 30)
+                except Exception as error:
+                    errors.append(f"{type(error).__name__}: {error}")
+
+        before = len(self.clients)
+        await asyncio.gather(*(one(cookie) for cookie in cookies))
+        fresh = self.clients[before:]
+        return sum(1 for c in fresh if c.opened.done() and not c.opened.exception()), errors

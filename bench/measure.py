@@ -7,7 +7,7 @@ import time
 from statistics import median
 from typing import Any
 
-from bench.loadgen import Fleet, Window, now_us
+from bench.loadgen import Fleet, SplitFleet, Window, now_us
 from bench.servers import Server
 
 P99_LIMIT_MS = 100.0
@@ -22,6 +22,8 @@ def percentile(values: Any, q: float) -> float:
 
 
 def fleet_for(server: Server) -> Fleet:
+    if len(server.ports) > 1:  # a scaled-out server: its sockets split between processes
+        return SplitFleet("127.0.0.1", server.ports, server.path, server.origin)
     return Fleet("127.0.0.1", server.port, server.path, server.origin)
 
 

@@ -2,6 +2,8 @@
 
 - ours / ours-redis: Daphne serving bench.ours_asgi (our application plus a render
   counter), on the in-memory layer or on Redis (the pub/sub layer, as settings choose);
+- ours-redis-x2: two such Daphne processes behind the same Redis and the same database
+  (scale-out, issue 16): a fleet's sockets alternate between them, senders on both;
 - tutorial: Daphne serving bench.tutorial (the classic synchronous consumer);
 - ceiling: bench.ceiling, a bare `websockets` broadcast server.
 
@@ -25,7 +27,7 @@ import psutil
 
 from e2e.servers import PROJECT_DIR, daphne_command, free_port, server_env, wait_for
 
-SERVER_NAMES = ("ours", "ours-redis", "tutorial", "ceiling")
+SERVER_NAMES = ("ours", "ours-redis", "ours-redis-x2", "tutorial", "ceiling")
 ROOM = "bench"
 
 
@@ -122,6 +124,11 @@ class Server:
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def ports(self) -> list[int]:
+        """Where its sockets go: one port, or a pair's two (ServerPair)."""
+        return [self.port]
+
     def cpu_seconds(self) -> float:
         times = self.ps.cpu_times()
         return times.user + times.system
@@ -182,6 +189,106 @@ class Server:
         return time.monotonic() - start
 
 
+@dataclass
+class ServerPair(Server):
+    """ours-redis-x2: two processes of ours on one Redis and one SQLite file (WAL), as a
+    deployment scales out. This object is the first; `peers` the other. CPU, RSS and
+    renders are both processes' (each message is rendered once, by the process that took
+    it: the sum stays 1 per message); measure.fleet_for splits a fleet between `ports`."""
+
+    peers: list[Server] = field(default_factory=list)
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.port, *(peer.port for peer in self.peers)]
+
+    def cpu_seconds(self) -> float:
+        return super().cpu_seconds() + sum(peer.cpu_seconds() for peer in self.peers)
+
+    def rss(self) -> int:
+        return super().rss() + sum(peer.rss() for peer in self.peers)
+
+    def stats(self) -> dict[str, Any]:
+        merged = super().stats()
+        for peer in self.peers:
+            other = peer.stats()
+            for partial, count in other.get("renders", {}).items():
+                merged["renders"][partial] = merged["renders"].get(partial, 0) + count
+            for gen, pauses in other.get("gc", {}).items():
+                mine = merged["gc"][gen]
+                mine["count"] += pauses["count"]
+                mine["total_ms"] = round(mine["total_ms"] + pauses["total_ms"], 1)
+                mine["max_ms"] = max(mine["max_ms"], pauses["max_ms"])
+        return merged
+
+    def trim(self) -> None:
+        super().trim()
+        for peer in self.peers:
+            peer.trim()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        super().wait_ready(timeout)
+        for peer in self.peers:
+            peer.wait_ready(timeout)
+
+    def alive(self) -> bool:
+        return super().alive() and all(peer.alive() for peer in self.peers)
+
+    def stop(self) -> None:
+        super().stop()
+        for peer in self.peers:
+            peer.stop()
+
+
+def start_pair(
+    name: str,
+    work: Path,
+    base_db: Path,
+    redis_url: str,
+    redis_pid: int | None = None,
+    env_overrides: dict[str, str] | None = None,
+    app_dir: Path | None = None,
+    wait: bool = True,
+) -> ServerPair:
+    """ours-redis-x2: two Daphne processes of ours sharing Redis and a database copy."""
+    if not redis_url:
+        raise ValueError("ours-redis-x2 needs Redis")
+    db_path = work / f"x2-{free_port()}.sqlite3"
+    shutil.copyfile(base_db, db_path)
+    env = bench_env(db_path, redis_url, app_dir, **(env_overrides or {}))
+    started = []
+    for _ in range(2):
+        port = free_port()
+        log_path = work / f"ours-redis-x2-{port}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                daphne_command(port, "bench.ours_asgi:application"),
+                cwd=app_dir or PROJECT_DIR,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        started.append((port, process, log_path))
+    (port, process, log_path), peers = started[0], started[1:]
+    pair = ServerPair(
+        name=name,
+        port=port,
+        process=process,
+        log_path=log_path,
+        path=f"/ws/rooms/{ROOM}/",
+        encode=encode_ours,
+        cookies=True,
+        extra_pids=[redis_pid] if redis_pid else [],
+        peers=[
+            Server(f"{name}/{i + 2}", p, proc, lp, f"/ws/rooms/{ROOM}/", encode_ours, True)
+            for i, (p, proc, lp) in enumerate(peers)
+        ],
+    )
+    if wait:
+        pair.wait_ready()
+    return pair
+
+
 def _healthy(port: int, process: subprocess.Popen, log_path: Path) -> bool:
     if process.poll() is not None:
         raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
@@ -206,6 +313,8 @@ def start(
     if other_app:
         app_dir = Path(other_app).resolve()
         name = f"{kind}@{app_dir.name}"
+    if kind == "ours-redis-x2":
+        return start_pair(name, work, base_db, redis_url, redis_pid, env_overrides, app_dir, wait)
     port = free_port()
     log_path = work / f"{kind}-{port}.log"
     log = log_path.open("wb")
