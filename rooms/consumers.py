@@ -38,7 +38,7 @@ from django.contrib.auth import get_user_model
 
 import realtime
 from realtime import HubSocket
-from rooms import access_checks, attention, presence, services, typists
+from rooms import access_checks, attention, entering, presence, services, typists
 from rooms.forms import (
     ComposerForm,
     FrameError,
@@ -90,50 +90,58 @@ class RoomConsumer(HubSocket):
         if not await self.admit(self.user.pk):
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
-        try:
-            # Never creates: rooms are made by a POST to the room list, not by a socket.
-            self.room = await database_sync_to_async(services.find_room)(slug, self.user)
-        except (Room.DoesNotExist, ValueError):
+        # Never creates: rooms are made by a POST to the room list, not by a socket.
+        # (Asked with every socket connecting meanwhile, in one database call:
+        # rooms/entering.py.)
+        admitted = await entering.admit(slug, self.user, self.scope)
+        if admitted is None:
             log.info("socket refused: %s may not enter %r", self.user, slug)
             await self.close(CLOSE_NO_ROOM)
             return
+        self.room = admitted.room
         # Its room's events (messages, presence), its user's (private messages, access
         # checks) and its session's (logout); and the activity of the other rooms its
         # sidebar lists (?rooms=: their unread counts, rooms/attention.py).
-        listed = await database_sync_to_async(attention.page_groups)(self.user, self.scope)
         own_activity = services.activity_group(self.room.pk)
         groups = (
             services.room_group(self.room.pk),
             services.user_group(self.user.pk),
             services.session_group(self.session_key),
-            *(group for group in listed if group != own_activity),
+            *(group for group in admitted.listed if group != own_activity),
         )
         if not await self.subscribe(*groups):
             return
         # (?read=1: the page shows the newest messages, so what it is sent from now on is
         # read. An older page or a permalink reads nothing: the gap stays unread.)
         self.reads = _int_param(self.scope, "read") == 1
-        # Presence first, so that the online list the catch-up ends with includes this user.
-        await presence.arrived(self.room, self.user, self.socket_id)
-        await self.catch_up(self.room)
+        # Presence, then how far behind the page is and who is online (so that the list
+        # includes this user): read after joining the groups, so whatever happens later
+        # reaches this socket live.
+        arrived = await entering.arrive(
+            entering.Arrival(
+                self.room,
+                self.user,
+                self.socket_id,
+                after=max(_int_param(self.scope, "after") or 0, 0),
+                have=_int_set_param(self.scope, "have", limit=settings.CHAT_CATCHUP_LIMIT),
+            )
+        )
+        await self.catch_up(self.room, arrived.state, arrived.settled)
         self.opened()
         presence.ensure_heartbeat()
         log.info("connected %s to %s (%s)", self.user, self.room, self.socket_id)
 
-    async def catch_up(self, room: Room) -> None:
+    async def catch_up(self, room: Room, state: services.CatchUp, settled: str) -> None:
         """Bring the page up to date, on every connect (first or not): what changed after
         its cursor (?after=, and ?have= for what it holds past a gap, static/js/chat.js),
-        then who is online now. Sent before any live event (they are held meanwhile), and
-        a live copy of anything sent here is skipped (`caught_up_to`).
+        then the cursor and who is online now (`settled`). Sent before any live event
+        (they are held meanwhile), and a live copy of anything sent here is skipped
+        (`caught_up_to`).
 
-        Read after joining the groups: whatever happens later reaches this socket live.
         A catch-up too long to be worth it (too many messages, or more bytes than a slow
         reader may be sent at once: realtime/limits.py would drop it, and its
         reconnect would ask for the same again) tells the page to reload instead.
         """
-        after = max(_int_param(self.scope, "after") or 0, 0)
-        have = _int_set_param(self.scope, "have", limit=settings.CHAT_CATCHUP_LIMIT)
-        state = await database_sync_to_async(services.catch_up)(room, after, have)
         self.caught_up_to = state.cursor
         budget, sent = settings.CHAT_SOCKET_MAX_BUFFERED_BYTES // 2, 0
         position: services.CatchUpPosition | None = None
@@ -156,9 +164,7 @@ class RoomConsumer(HubSocket):
             await self.send(text_data=await self.render("catch-up-gap", missed=missed))
         # The cursor and the online list: a page rendered before someone's socket opened
         # and whose own socket opened after their "joined" went out would miss them.
-        await self.send(
-            text_data=await database_sync_to_async(self.settled_state)(room, state.cursor)
-        )
+        await self.send(text_data=settled)
         if self.reads and complete:
             attention.reads().note(self.user.pk, room.pk, state.cursor)
 
@@ -166,18 +172,11 @@ class RoomConsumer(HubSocket):
     def render(self, partial: str, **context: Any) -> str:
         return services.render_fragment(partial, room=self.room, **context)
 
-    def settled_state(self, room: Room, cursor: int) -> str:
-        online = presence.online_users(room)
-        return services.render_fragment("caught-up", room=room, cursor=cursor, online_users=online)
-
-    async def deliver_html(self, events: list[dict[str, Any]], html: str) -> None:
-        await super().deliver_html(events, html)
+    def delivered(self, last_seq: int | None) -> None:
         # What the page was sent of its room is read (noted: written in a batch later).
         # Only the room's own events carry a seq (messages and changes).
-        if self.reads and self.room is not None and not self.closing:
-            seq = max((event["seq"] or 0 for event in events if event.get("seq")), default=0)
-            if seq:
-                attention.reads().note(self.user.pk, self.room.pk, seq)
+        if self.reads and last_seq and self.room is not None:
+            attention.reads().note(self.user.pk, self.room.pk, last_seq)
 
     async def disconnected(self, code: int) -> None:
         if self.room is not None:

@@ -102,22 +102,49 @@ def _is_online(room_id: int, user_id: int) -> bool:
 # Writing ------------------------------------------------------------------------------
 
 
-@transaction.atomic
+@dataclass(frozen=True)
+class Arrival:
+    room: Room
+    user: Any
+    socket_id: str
+
+
 def arrive(room: Room, user: Any, socket_id: str) -> bool:
     """Record a new socket; True when it brings the user online in the room (they were
     not online, nor gone for less than the grace period)."""
-    first = not _is_online(room.pk, user.pk)
-    Connection.objects.update_or_create(
-        socket_id=socket_id,
-        defaults={
-            "room": room,
-            "user": user,
-            "server": SERVER_ID,
-            "seen_at": timezone.now(),
-            "departed_at": None,
-        },
-    )
+    (first,) = arrive_many([Arrival(room, user, socket_id)])
     return first
+
+
+@transaction.atomic
+def arrive_many(arrivals: list[Arrival]) -> list[bool]:
+    """`arrive` for many sockets in a few queries, whatever their number (a connect
+    storm: one row and three queries each were most of a connect's database time);
+    for each, whether it brings its user online (the first of theirs in the batch)."""
+    if not arrivals:
+        return []
+    was_online = set(
+        _online(
+            Connection.objects.filter(
+                room_id__in={a.room.pk for a in arrivals},
+                user_id__in={a.user.pk for a in arrivals},
+            )
+        ).values_list("room_id", "user_id")
+    )
+    # (A socket id seen before is replaced, as update_or_create did: ids are per process
+    # and never reused, but a test may.)
+    Connection.objects.filter(socket_id__in=[a.socket_id for a in arrivals]).delete()
+    now = timezone.now()
+    Connection.objects.bulk_create(
+        Connection(socket_id=a.socket_id, room=a.room, user=a.user, server=SERVER_ID, seen_at=now)
+        for a in arrivals
+    )
+    firsts = []
+    for arrival in arrivals:
+        key = (arrival.room.pk, arrival.user.pk)
+        firsts.append(key not in was_online)
+        was_online.add(key)
+    return firsts
 
 
 def depart(socket_id: str) -> bool:
@@ -257,12 +284,6 @@ def announce(changes: list[Change]) -> None:
     """Send these changes with the next tick (from the event loop)."""
     for change in changes:
         _announcer().add(change)
-
-
-async def arrived(room: Room, user: Any, socket_id: str) -> None:
-    """A socket opened: record it, and announce the user if they came online."""
-    if await database_sync_to_async(arrive)(room, user, socket_id):
-        announce([Change(room, user, "joined")])
 
 
 async def departed(room: Room, user: Any, socket_id: str) -> None:

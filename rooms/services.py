@@ -625,10 +625,14 @@ class CatchUpPosition:
     after: int
 
 
-def catch_up(room: Room, after: int, have: frozenset[int] = frozenset()) -> CatchUp:
+def catch_up(
+    room: Room, after: int, have: frozenset[int] = frozenset(), *, cursor: int | None = None
+) -> CatchUp:
     """How far a page that has everything up to `after` (plus the `have` above it) is
-    behind. A cursor past the room's end (a bad client) counts as the end."""
-    cursor = room_cursor(room)
+    behind. A cursor past the room's end (a bad client) counts as the end. (`cursor`: the
+    room's, when the caller just read it for many sockets: rooms/entering.py.)"""
+    if cursor is None:
+        cursor = room_cursor(room)
     after = min(after, cursor)
     have = frozenset(seq for seq in have if after < seq <= cursor)
     held = dict(room.messages.filter(seq__in=have).values_list("seq", "pk")) if have else {}

@@ -1,0 +1,174 @@
+"""Room sockets coming in, together: a few database calls per burst, not a few per socket.
+
+A room socket's connect asks the database twice: may this user enter the room (`admit`),
+and, once its groups are joined, its presence row, how far behind its page is and who
+is online (`arrive`). Asked socket by socket, every connect took its own trips to the
+database thread (which every socket shares) and the online list was read and rendered
+for each: O(N) per connect, so a storm of N connects cost O(N^2) (py-spy, 1,000 connects:
+64% of the server's samples in that one render, bench/RESULTS.md). Here the sockets that
+ask while a call runs are answered by the next one, in one trip: one query for their
+rooms, one transaction for their presence rows, one cursor and one online list per room,
+rendered once and sent to every socket of the batch in that room. There is no waiting
+for a batch to fill: an idle server answers a lone socket at once.
+
+Both steps run sync code in the database thread; what they return is per socket, in the
+order asked.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from channels.db import database_sync_to_async
+
+from rooms import attention, presence, services
+from rooms.models import Room
+
+log = logging.getLogger(__name__)
+
+Ask = TypeVar("Ask")
+Answer = TypeVar("Answer")
+
+
+class _Batches(Generic[Ask, Answer]):
+    """The questions of one event loop waiting for `answer`, and the task answering them:
+    everything asked while a call runs goes in the next call."""
+
+    def __init__(self, answer: Callable[[list[Ask]], list[Answer]]) -> None:
+        self.answer = answer
+        self.waiting: list[tuple[Ask, asyncio.Future[Answer]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def ask(self, question: Ask) -> Answer:
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.waiting.append((question, future))
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="room entries")
+        return await future
+
+    async def _run(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            try:
+                answers = await database_sync_to_async(self.answer)([q for q, _ in batch])
+            except Exception as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if not future.done():  # (its connect may have been cancelled)
+                    future.set_result(answer)
+
+
+_batches: dict[tuple[asyncio.AbstractEventLoop, Callable[..., Any]], _Batches[Any, Any]] = {}
+
+
+async def _ask(answer: Callable[[list[Ask]], list[Answer]], question: Ask) -> Answer:
+    key = (asyncio.get_running_loop(), answer)
+    if key not in _batches:
+        _batches[key] = _Batches(answer)
+    batches: _Batches[Ask, Answer] = _batches[key]
+    return await batches.ask(question)
+
+
+# Admission -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Admission:
+    slug: str
+    user: Any
+    scope: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Admitted:
+    room: Room
+    listed: list[str]  # the activity groups of the rooms its page lists (attention.py)
+
+
+def admit_many(asked: list[Admission]) -> list[Admitted | None]:
+    """For each socket, its room and the activity groups its page lists; None where the
+    user may not enter (services.find_room's rules: no such room, or not theirs to see)."""
+    slugs = {a.slug for a in asked if services.is_room_name(a.slug)}
+    rooms = {room.slug: room for room in Room.objects.filter(slug__in=slugs)}
+    admitted: list[Admitted | None] = []
+    for admission in asked:
+        room = rooms.get(admission.slug)
+        if room is None or not services.can_enter(room, admission.user):
+            admitted.append(None)
+            continue
+        # (Most pages list no rooms: no query then.)
+        listed = (
+            attention.page_groups(admission.user, admission.scope)
+            if b"rooms=" in admission.scope.get("query_string", b"")
+            else []
+        )
+        admitted.append(Admitted(room, listed))
+    return admitted
+
+
+async def admit(slug: str, user: Any, scope: Mapping[str, Any]) -> Admitted | None:
+    """The room at `slug` if `user` may enter it (with the groups its page lists)."""
+    return await _ask(admit_many, Admission(slug, user, scope))
+
+
+# Arrival -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arrival:
+    room: Room
+    user: Any
+    socket_id: str
+    after: int  # the page's cursor (?after=)
+    have: frozenset[int]  # what it holds past it (?have=)
+
+
+@dataclass(frozen=True)
+class Arrived:
+    first: bool  # it brings its user online in the room
+    state: services.CatchUp  # how far behind the page is
+    settled: str  # the cursor and the online list (room.html#caught-up)
+
+
+def arrive_many(asked: list[Arrival]) -> list[Arrived]:
+    """Record the sockets' presence, then read each room's cursor and online list once.
+
+    Presence first, so that the online list includes them. Called once their groups are
+    joined: whatever happens after the read reaches them live.
+    """
+    firsts = presence.arrive_many([presence.Arrival(a.room, a.user, a.socket_id) for a in asked])
+    rooms = {a.room.pk: a.room for a in asked}
+    cursors = {pk: services.room_cursor(room) for pk, room in rooms.items()}
+    settled = {
+        pk: services.render_fragment(
+            "caught-up", room=room, cursor=cursors[pk], online_users=presence.online_users(room)
+        )
+        for pk, room in rooms.items()
+    }
+    return [
+        Arrived(
+            first,
+            services.catch_up(a.room, a.after, a.have, cursor=cursors[a.room.pk]),
+            settled[a.room.pk],
+        )
+        for a, first in zip(asked, firsts, strict=True)
+    ]
+
+
+async def arrive(arrival: Arrival) -> Arrived:
+    """Record `arrival`'s presence (announcing its user if they came online) and read how
+    far behind its page is, with every socket arriving meanwhile."""
+    arrived = await _ask(arrive_many, arrival)
+    if arrived.first:
+        presence.announce([presence.Change(arrival.room, arrival.user, "joined")])
+    return arrived
+
+
+def reset() -> None:
+    """Forget the loop-bound state (tests: each has its own event loop)."""
+    _batches.clear()
