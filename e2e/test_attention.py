@@ -44,6 +44,15 @@ def test_the_room_list_counts_unread_and_mentions_live_then_the_room_shows_where
     expect(notification).to_contain_text(f"{ann.username} mentioned you in #{room_slug}")
     assert bob.page.evaluate("window.__sameDocument") is True  # all of it without a reload
 
+    # A burst: its activity arrives coalesced (rooms/attention.py, one push a tick with each
+    # author's data-count), and every message still counts.
+    for n in range(3):
+        ann.send(f"Burst {n}")
+    expect(entry).to_have_attribute("data-unread", "5")
+    expect(entry.locator(".unread-count .count-number")).to_have_text("5")
+    expect(entry).to_have_attribute("data-mentions", "1")
+    expect(bob.page).to_have_title("(5) Rooms · Hypertalk")
+
     entry.locator("a.room-name").click()
     expect(bob.page.locator("#room-title")).to_have_text(f"#{room_slug}")
     divider = bob.page.locator("#chat-log #unread-divider")
