@@ -19,7 +19,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from realtime import hub, sockets
+from realtime import hub, sockets, writes
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,19 @@ class HubSocket(AsyncWebsocketConsumer):
             return
         await super().websocket_receive(message)
 
+    def deliver_now(self, batch: hub.Batch) -> bool:
+        """The hub's batch as the frame it made once for every socket, written at once
+        (realtime/writes.py); False when `deliver_html` must send it instead (its catch-up
+        held part of it, or this is not a Daphne connection)."""
+        if self.closing:
+            return True
+        if batch.first_seq is not None and batch.first_seq <= self.caught_up_to:
+            return False
+        if not writes.send_frame(self.base_send, batch.frame):
+            return False
+        self.delivered(batch.last_seq)
+        return True
+
     async def deliver_html(self, events: list[dict[str, Any]], html: str) -> None:
         """HTML events of its groups, several in one frame when they came together
         (realtime/hub.py); `html` is theirs joined, sent as it is (never re-rendered).
@@ -133,6 +146,13 @@ class HubSocket(AsyncWebsocketConsumer):
             html = "".join(e["html"] for e in events if not _caught_up(e, self.caught_up_to))
         if html:
             await self.send(text_data=html)
+        if not self.closing:
+            seqs = [event["seq"] for event in events if event.get("seq") is not None]
+            self.delivered(max(seqs, default=None))
+
+    def delivered(self, last_seq: int | None) -> None:
+        """This socket was sent its groups' events up to `last_seq` (None: none of them
+        carried one), by either path (override: e.g. to note what its page has read)."""
 
     async def socket_close(self, event: dict[str, Any]) -> None:
         """`publish_event(group, {"type": "socket.close", "code": N})` closes them."""

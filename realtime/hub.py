@@ -19,16 +19,23 @@ A frame holds at most MAX_BATCH_CHARS of them: Daphne refuses to send a message 
 While a socket handles something else (its connect with the catch-up, a frame it
 received), its events wait, as they did in a channel of its own: `hold()` and
 `release()` bracket each of its handlers.
+
+A run's frame is the same for every socket, so it is encoded and framed once
+(`Batch.frame`) and each socket that can takes it as bytes written to its connection at
+once (`deliver_now`, realtime/writes.py), with no coroutine, ASGI message or framing of
+its own; a socket that cannot (a catch-up covered part of the run, not a Daphne
+connection) gets `deliver_html` as before.
 """
 
 import asyncio
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from channels.consumer import get_handler_name
 
-from realtime import sockets
+from realtime import sockets, writes
 from realtime.layers import channel_layer
 
 log = logging.getLogger(__name__)
@@ -42,9 +49,28 @@ MAX_BATCH_CHARS = 16 * 1024
 Event = dict[str, Any]
 
 
+@dataclass(slots=True)
+class Batch:
+    """A run of "hub.html" events that goes out as one frame, the same for every socket."""
+
+    events: list[Event]
+    frame: writes.Frame  # their HTML joined, framed once (lazily)
+    first_seq: int | None  # the lowest `seq` among them (None: none has one)
+    last_seq: int | None  # the highest
+
+    @classmethod
+    def of(cls, events: list[Event], html: str) -> "Batch":
+        seqs = [seq for event in events if (seq := event.get("seq")) is not None]
+        first, last = (min(seqs), max(seqs)) if seqs else (None, None)
+        return cls(events, writes.Frame(html), first, last)
+
+
 class GroupSocket(Protocol):
     async def deliver_html(self, events: list[Event], html: str) -> None:
         """Send `events` (all "hub.html"); `html` is their HTML joined."""
+
+    # Optional: `def deliver_now(self, batch: Batch) -> bool`, the batch sent at once
+    # (no await), or False for `deliver_html` to be awaited instead.
 
 
 async def group_send(group: str, event: Event) -> None:
@@ -167,12 +193,18 @@ class _Inbox:
 
     async def _deliver_run(self, group: str, run: list[Event]) -> None:
         html = _joined_html(run)  # once for every socket
+        batch = Batch.of(run, html) if html else None  # framed once, for every socket
+        held = self.held
         for socket in tuple(self.members.get(group, ())):
-            waiting = self.held.get(socket)
+            waiting = held.get(socket)
             if waiting is not None:
                 waiting.extend(run)
                 continue
             try:
+                if batch is not None:
+                    deliver_now = getattr(socket, "deliver_now", None)
+                    if deliver_now is not None and deliver_now(batch):
+                        continue
                 await _send(socket, run, html)
             except Exception:
                 log.exception("fan-out for %s: a socket failed to send", group)

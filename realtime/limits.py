@@ -114,23 +114,31 @@ def bound_connections(protocol_class: type[Any]) -> None:
         queue_frame(self, payload, isBinary)
 
     def serverSend(self: Any, content: str | bytes, binary: bool = False) -> None:
-        if getattr(self, "dropped_unread", False) or getattr(self, "refusing_frames", False):
-            # We closed it: nothing more goes out (autobahn raises for a send after the
-            # close, and the application does not know of it until its disconnect).
-            return
-        if self.state in (self.STATE_CLOSING, self.STATE_CLOSED):
-            # The client closed it: its disconnect is on the way to the application, and
-            # an event delivered meanwhile has nobody to go to (autobahn would raise).
-            return
-        unsent = buffered_bytes(self.transport)
-        if unsent > settings.CHAT_SOCKET_MAX_BUFFERED_BYTES:
-            drop_not_reading(self, unsent)
-            return
-        send_frame(self, content, binary)
+        if not refuses_send(self):
+            send_frame(self, content, binary)
 
     protocol_class.onMessage = onMessage
     protocol_class.serverSend = serverSend
     protocol_class._socket_limits = True
+
+
+def refuses_send(protocol: Any) -> bool:
+    """Whether a send to this connection is dropped: it is closing, or is dropped now for
+    holding too much unsent. The one check of every send (`serverSend`, and the frames
+    realtime/writes.py sends to many sockets at once)."""
+    if getattr(protocol, "dropped_unread", False) or getattr(protocol, "refusing_frames", False):
+        # We closed it: nothing more goes out (autobahn raises for a send after the
+        # close, and the application does not know of it until its disconnect).
+        return True
+    if protocol.state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED):
+        # The client closed it: its disconnect is on the way to the application, and
+        # an event delivered meanwhile has nobody to go to (autobahn would raise).
+        return True
+    unsent = buffered_bytes(protocol.transport)
+    if unsent > settings.CHAT_SOCKET_MAX_BUFFERED_BYTES:
+        drop_not_reading(protocol, unsent)
+        return True
+    return False
 
 
 class InboundQueue:

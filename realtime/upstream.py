@@ -11,7 +11,8 @@ docstring (realtime/tests/test_upstream.py checks them all against what is insta
 
 - realtime/lifecycle.py `allow_close_codes` (CLOSE_CODES_TESTED_VERSIONS) and
   `cancel_applications_reliably` (CANCEL_TESTED_VERSIONS);
-- realtime/limits.py (TESTED_VERSIONS), realtime/writes.py (TESTED_VERSIONS);
+- realtime/limits.py (TESTED_VERSIONS), realtime/writes.py `write_now` (TESTED_VERSIONS)
+  and `send_frame` (FRAMES_TESTED_VERSIONS);
 - site_config/http_guard.py (TESTED_VERSIONS).
 """
 

@@ -25,6 +25,8 @@ CHAT_ALLOW_UNVERIFIED_DAPHNE=true.
 
 import sys
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from twisted.internet import tcp
 
@@ -32,6 +34,8 @@ from realtime import upstream
 
 # What `write_now` was written and tested against (realtime/upstream.py).
 TESTED_VERSIONS = {"twisted": "26.10.0"}
+# What `send_frame` was written and tested against (realtime/upstream.py).
+FRAMES_TESTED_VERSIONS = {"daphne": "4.2.3", "autobahn": "26.10.2"}
 
 # (Twisted's FileDescriptor.write is unannotated; this is how it is called here.)
 _buffered_write: Callable[[tcp.Connection, bytes], None] = tcp.Connection.write
@@ -56,12 +60,90 @@ def write_now(self: tcp.Connection, data: bytes) -> None:
     _buffered_write(self, data)
 
 
+# Frames -------------------------------------------------------------------------------
+#
+# A room's event goes to every socket in it as the same text. Sent through each socket's
+# own `websocket.send`, every recipient paid for an ASGI message dict, a coroutine chain
+# (channels' send, Daphne's handle_reply), Daphne's and autobahn's checks, the text's
+# UTF-8 encoding, autobahn's framing, and autobahn's debug log line, whose arguments it
+# formats even with debug off: about two thirds of the event loop's time per delivery
+# (py-spy, bench/RESULTS.md "Issue 16: CPU per delivery"). A `Frame` is encoded and
+# framed once, by autobahn's own `PreparedMessage` (its public API for broadcasts), and
+# `send_frame` writes the same bytes to each connection.
+#
+# Daphne gives an application `send = functools.partial(server.handle_reply, protocol)`
+# (daphne/server.py `create_application`); `send_frame` finds the connection there and
+# takes the path Daphne's `websocket.send` would take to autobahn's `sendData`:
+# `handle_reply` (nothing for a connection gone), `serverSend` with realtime/limits.py's
+# checks (`refuses_send`), `sendMessage` (raises unless STATE_OPEN; compresses if
+# permessage-deflate was negotiated, `_perMessageCompress`, which Daphne never offers;
+# `autoFragmentSize` 0: one frame), `sendFrame` (server frames are not masked), `sendData`
+# (`transport.write` unless `send_queue` holds something). Anything else (not Daphne's
+# send, a connection not open, compression, a queue, no limits) returns False and the
+# caller sends the usual way. Tested against FRAMES_TESTED_VERSIONS (realtime/upstream.py).
+
+_framed_sends = False  # set by install(), under Daphne on the tested versions
+
+
+class Frame:
+    """One WebSocket text message, encoded and framed once for every socket it goes to
+    (lazily: a run whose every socket takes the usual path never frames it)."""
+
+    __slots__ = ("_data", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._data: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            from autobahn.websocket.protocol import PreparedMessage
+
+            # Text, unmasked (a server's), never compressed: one complete frame.
+            prepared = PreparedMessage(self.text.encode(), False, False, True)
+            self._data = prepared.payloadHybi
+        return self._data
+
+
+def send_frame(send: Any, frame: Frame) -> bool:
+    """Write `frame` to the Daphne connection behind `send` (a consumer's `base_send`),
+    at once, as its `websocket.send` of `frame.text` would. False when this cannot be
+    done here (see above): the caller sends it the usual way."""
+    if not _framed_sends or type(send) is not partial or not send.args:
+        return False
+    if getattr(send.func, "__func__", None) is not _handle_reply:
+        return False
+    protocol = send.args[0]
+    if (
+        protocol.state != protocol.STATE_OPEN
+        or protocol._perMessageCompress is not None
+        or protocol.send_queue
+        or not getattr(protocol, "_socket_limits", False)
+    ):
+        return False
+    from realtime import limits
+
+    if not limits.refuses_send(protocol):
+        protocol.transport.write(frame.data)
+    return True
+
+
+_handle_reply: Any = None
+
+
 def install() -> None:
     """Under Daphne (which imports Twisted's TCP connections); a no-op elsewhere.
 
     Raises ImproperlyConfigured on an untested Twisted (realtime/upstream.py)."""
+    global _framed_sends, _handle_reply
     if "daphne.server" in sys.modules:
         upstream.require_tested("realtime/writes.py", TESTED_VERSIONS)
+        upstream.require_tested("send_frame (realtime/writes.py)", FRAMES_TESTED_VERSIONS)
         # The patch itself, which the type checker rightly flags: a method replaced on
         # Twisted's class, and for tcp.Connection only (the attribute is FileDescriptor's).
         tcp.Connection.write = write_now  # type: ignore[method-assign, assignment]
+        from daphne.server import Server
+
+        _handle_reply = Server.handle_reply
+        _framed_sends = True

@@ -13,6 +13,7 @@ PATCHES = {
     "cancel_applications_reliably (realtime/lifecycle.py)": lifecycle.CANCEL_TESTED_VERSIONS,
     "realtime/limits.py": limits.TESTED_VERSIONS,
     "realtime/writes.py": writes.TESTED_VERSIONS,
+    "send_frame (realtime/writes.py)": writes.FRAMES_TESTED_VERSIONS,
     "site_config/http_guard.py": http_guard.TESTED_VERSIONS,
 }
 

@@ -1,15 +1,21 @@
-"""realtime/writes.py on a real socket pair and a real (never run) reactor."""
+"""realtime/writes.py on a real socket pair and a real (never run) reactor; its frames
+on Daphne's real WebSocket protocol, over real TCP (loopback.py)."""
 
+import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import abstract, tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.selectreactor import SelectReactor
 
-from realtime import writes
+from realtime import limits, writes
+from realtime.tests.loopback import Socket, close_socket, daphne_server, open_socket, texts
 from realtime.tests.versions import another_version_tested, assert_allowed, assert_refused, keep
 
 
@@ -77,6 +83,7 @@ def test_an_untested_twisted_is_refused(monkeypatch, settings) -> None:
     settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = False
     another_version_tested(monkeypatch, writes, "TESTED_VERSIONS", "twisted")
     keep(monkeypatch, tcp.Connection, "write")
+    keep(monkeypatch, writes, "_framed_sends", "_handle_reply")
     upstream_write = tcp.Connection.write
     assert_refused(writes.install, "realtime/writes.py", "twisted")
     assert tcp.Connection.write is upstream_write  # not patched
@@ -86,5 +93,145 @@ def test_the_operator_may_allow_an_untested_twisted(monkeypatch, settings, caplo
     settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = True
     another_version_tested(monkeypatch, writes, "TESTED_VERSIONS", "twisted")
     keep(monkeypatch, tcp.Connection, "write")
+    keep(monkeypatch, writes, "_framed_sends", "_handle_reply")
     assert_allowed(writes.install, "realtime/writes.py", "twisted", caplog)
     assert tcp.Connection.write is writes.write_now
+
+
+# Frames: framed once, written to every socket -----------------------------------------
+
+
+class FramedProtocol(WebSocketProtocol):
+    """Daphne's protocol with realtime/limits.py on this subclass only (as in production,
+    where it is on Daphne's own class)."""
+
+
+limits.bound_connections(FramedProtocol)
+
+
+class SendingApplication:
+    """An ASGI application that keeps the `send` Daphne gave it."""
+
+    def __init__(self) -> None:
+        self.send: Any = None
+        self.started = asyncio.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        self.send = send
+        self.started.set()
+        await asyncio.Event().wait()  # until cancelled
+
+
+@pytest.fixture
+async def ws(monkeypatch) -> AsyncIterator[tuple[Socket, Any]]:
+    """An open WebSocket through Daphne, and the `send` Daphne gave its application;
+    send_frame enabled as writes.install() does under Daphne."""
+    monkeypatch.setattr(tcp.Connection, "write", writes.write_now)
+    monkeypatch.setattr(writes, "_framed_sends", True)
+    monkeypatch.setattr(writes, "_handle_reply", Server.handle_reply)
+    app = SendingApplication()
+    ws = await open_socket(daphne_server(app, FramedProtocol))
+    await app.started.wait()
+    ws.protocol.serverAccept()
+    ws.received()  # the 101 response
+    assert ws.protocol.state == ws.protocol.STATE_OPEN
+    yield ws, app.send
+    close_socket(ws)
+
+
+def wire(ws: Socket) -> bytes:
+    """What the server wrote to the client since the last call, as bytes on the wire."""
+    ws.peer.setblocking(False)
+    data = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := ws.peer.recv(1 << 20):
+            data += chunk
+    return data
+
+
+# Short, 16-bit and 64-bit payload lengths, and text that is not ASCII.
+TEXTS = ["<p>hi</p>", "<p>é ✓ 😀</p>" * 20, "x" * 70_000]
+
+
+@pytest.mark.parametrize("text", TEXTS, ids=["short", "medium", "long"])
+async def test_a_frame_is_the_bytes_a_websocket_send_writes(ws, text) -> None:
+    ws, send = ws
+    await send({"type": "websocket.send", "text": text})  # Daphne's own path
+    usual = wire(ws)
+    assert writes.send_frame(send, writes.Frame(text))
+    assert wire(ws) == usual
+    ws.client.receive_data(usual + usual)
+    assert texts(ws.client.events_received()) == [text, text]
+
+
+async def test_one_frame_goes_to_many_sockets(monkeypatch) -> None:
+    monkeypatch.setattr(tcp.Connection, "write", writes.write_now)
+    monkeypatch.setattr(writes, "_framed_sends", True)
+    monkeypatch.setattr(writes, "_handle_reply", Server.handle_reply)
+    apps = [SendingApplication() for _ in range(3)]
+    sockets = [await open_socket(daphne_server(app, FramedProtocol)) for app in apps]
+    try:
+        for app, ws in zip(apps, sockets, strict=True):
+            await app.started.wait()
+            ws.protocol.serverAccept()
+            ws.received()
+        frame = writes.Frame("<p>to everyone</p>")
+        assert all(writes.send_frame(app.send, frame) for app in apps)
+        for ws in sockets:
+            assert texts(ws.received()) == ["<p>to everyone</p>"]
+    finally:
+        for ws in sockets:
+            close_socket(ws)
+
+
+async def test_anything_but_daphnes_send_takes_the_usual_path(ws, monkeypatch) -> None:
+    ws, send = ws
+
+    async def other_send(message: dict[str, Any]) -> None: ...
+
+    assert not writes.send_frame(other_send, writes.Frame("x"))
+    monkeypatch.setattr(writes, "_framed_sends", False)  # not installed (not under Daphne)
+    assert not writes.send_frame(send, writes.Frame("x"))
+    assert wire(ws) == b""
+
+
+async def test_a_connection_that_is_not_plainly_open_takes_the_usual_path(ws) -> None:
+    ws, send = ws
+    ws.protocol.send_queue.append((b"", True))  # autobahn's own queue holds something
+    assert not writes.send_frame(send, writes.Frame("x"))
+    ws.protocol.send_queue.clear()
+    ws.protocol._perMessageCompress = object()  # compression negotiated (Daphne never does)
+    assert not writes.send_frame(send, writes.Frame("x"))
+    ws.protocol._perMessageCompress = None
+    ws.protocol.sendClose(code=1000)  # closing
+    wire(ws)
+    assert not writes.send_frame(send, writes.Frame("x"))
+    assert wire(ws) == b""
+
+
+async def test_a_socket_that_does_not_read_is_dropped_as_by_a_send(ws, settings) -> None:
+    ws, send = ws
+    settings.CHAT_SOCKET_MAX_BUFFERED_BYTES = 64 * 1024
+    frame = writes.Frame("y" * 4096)
+    for _ in range(10_000):  # the client reads nothing
+        assert writes.send_frame(send, frame)  # taken, or dropped: never sent another way
+        if getattr(ws.protocol, "dropped_unread", False):
+            break
+    assert ws.protocol.dropped_unread
+    kept = limits.buffered_bytes(ws.conn)
+    # Nothing more is kept for it, whichever path a later send takes (no longer open: the
+    # usual one, which drops it too).
+    if not writes.send_frame(send, frame):
+        await send({"type": "websocket.send", "text": frame.text})
+    assert limits.buffered_bytes(ws.conn) == kept
+
+
+def test_an_untested_autobahn_is_refused_before_anything_is_patched(monkeypatch, settings) -> None:
+    settings.CHAT_ALLOW_UNVERIFIED_DAPHNE = False
+    another_version_tested(monkeypatch, writes, "FRAMES_TESTED_VERSIONS", "autobahn")
+    keep(monkeypatch, tcp.Connection, "write")
+    keep(monkeypatch, writes, "_framed_sends", "_handle_reply")
+    monkeypatch.setattr(writes, "_framed_sends", False)
+    upstream_write = tcp.Connection.write
+    assert_refused(writes.install, "send_frame (realtime/writes.py)", "autobahn")
+    assert tcp.Connection.write is upstream_write and not writes._framed_sends
