@@ -225,6 +225,7 @@ def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env = servers.server_env(
         DATABASE_URL=f"sqlite:///{root / 'e2e.sqlite3'}",
         STATIC_ROOT=str(root / "static"),
+        MEDIA_ROOT=str(root / "media"),  # uploads (attachments), never the project's media/
         CHAT_RATE_BURST="1000",
         CHAT_RATE_PER_SECOND="1000",
     )

@@ -351,6 +351,20 @@ class Attachment(models.Model):
     def kind(self) -> str:
         return "image" if self.is_image else "file"
 
+    @property
+    def extension(self) -> str:
+        """What the file's icon says: its name's extension (PDF, ZIP), else FILE."""
+        stem, dot, extension = self.original_name.rpartition(".")
+        if (
+            stem
+            and dot
+            and 1 <= len(extension) <= 4
+            and extension.isascii()
+            and extension.isalnum()
+        ):
+            return extension.upper()
+        return "FILE"
+
     def url(self) -> str:
         """The access-checked address of the file (rooms/attachment_views.py)."""
         return reverse("rooms:attachment", args=[self.message.room.slug, self.pk])

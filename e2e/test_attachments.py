@@ -1,0 +1,154 @@
+"""Attachments in a real browser against a real Daphne (issue 15).
+
+A file goes with the composer's form: with JavaScript the text of other messages still
+goes over the socket and a form with a file is posted by htmx; without JavaScript the
+browser posts the multipart form itself. Either way every open page of the room gets the
+message live, rendered once; an image first as a file link, then (a change pushed when
+the thumbnail is made in the server process) as its thumbnail, linking to the full image.
+"""
+
+import io
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Locator, Page, expect
+
+from e2e.accessibility import assert_no_axe_violations
+from e2e.chat import LIVE_TIMEOUT_MS, NO_JAVASCRIPT, expect_socket, screenshot
+from e2e.conftest import SignUp
+
+PDF = b"%PDF-1.4\n" + b"0" * 1200 + b"\n%%EOF\n"  # 1,216 bytes: "1.2 KB"
+
+
+def photo(width: int = 640, height: int = 400) -> bytes:
+    """A JPEG with a few colours, so the thumbnail shows something."""
+    image = Image.new("RGB", (width, height), (147, 197, 253))
+    image.paste((101, 163, 13), (0, height * 2 // 3, width, height))
+    image.paste((253, 224, 71), (width - 140, 40, width - 60, 120))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def attach(page: Page, name: str, data: bytes, mime: str) -> None:
+    page.locator("#composer input[type=file][name=file]").set_input_files(
+        {"name": name, "mimeType": mime, "buffer": data}
+    )
+
+
+def figure_of(page: Page, author: str, kind: str) -> Locator:
+    return page.locator(
+        f'article.message[data-author="{author}"] figure.attachment[data-kind="{kind}"]'
+    )
+
+
+def expect_thumbnail(page: Page, author: str, name: str) -> None:
+    """The image's thumbnail is shown (it was pushed as a change) and has loaded."""
+    image = page.locator(f'article.message[data-author="{author}"] figure.attachment img')
+    expect(image).to_have_attribute("alt", name, timeout=LIVE_TIMEOUT_MS * 3)
+    expect(image).to_have_js_property("complete", True)
+    assert image.evaluate("img => img.naturalWidth") > 0
+
+
+def test_with_javascript_an_image_goes_over_http_and_appears_live(
+    sign_up: SignUp, room_slug: str
+) -> None:
+    ann = sign_up("ann")
+    bob = sign_up("bob")
+    ann.open_room(room_slug)
+    bob.open_room(room_slug)
+
+    attach(ann.page, "garden.jpg", photo(), "image/jpeg")
+    ann.send("Our garden <b>today</b>")  # Enter: htmx posts the form, the socket does not
+
+    for page in (ann.page, bob.page):
+        body = page.locator(f'article.message[data-author="{ann.username}"] .message-body')
+        expect(body).to_have_text("Our garden <b>today</b>", timeout=LIVE_TIMEOUT_MS)
+        expect_thumbnail(page, ann.username, "garden.jpg")
+    # The composer came back empty, the file too; the socket stayed open.
+    expect(ann.page.locator("#composer input[type=file]")).to_have_value("")
+    expect_socket(ann.page, "open")
+    # Text alone still goes over the socket.
+    ann.send("and no file")
+    expect(bob.page.locator(".message-body").last).to_have_text("and no file")
+
+    # The full image opens (inline: an image we re-encoded).
+    link = bob.page.locator("figure.attachment a.attachment-image")
+    answer = bob.page.request.get(link.get_attribute("href") or "")
+    assert answer.status == 200 and answer.headers["content-type"] == "image/jpeg"
+    assert answer.headers["content-disposition"].startswith("inline;")
+    assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_without_javascript_the_form_posts_the_file(sign_up: SignUp, room_slug: str) -> None:
+    ann = sign_up("ann")
+    ann.open_room(room_slug)  # ann, with JavaScript, watches live
+    plain = sign_up("plain", **NO_JAVASCRIPT)
+    page = plain.page
+    page.goto(f"{plain.base_url}/rooms/{room_slug}/")
+
+    page.locator("#composer [name=body]").fill("From a browser without scripts")
+    attach(page, "map.png", png_bytes(), "image/png")
+    page.get_by_role("button", name="Send").click()
+
+    expect(page).to_have_url(f"{plain.base_url}/rooms/{room_slug}/")
+    expect(figure_of(page, plain.username, "image")).to_have_count(1)
+    expect(figure_of(ann.page, plain.username, "image")).to_have_count(1)
+    expect_thumbnail(ann.page, plain.username, "map.png")
+    page.reload()  # (no socket here: the thumbnail shows on the next load)
+    expect_thumbnail(page, plain.username, "map.png")
+
+
+def png_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (300, 200), (79, 70, 229)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("java_script", [True, False], ids=["js", "no-js"])
+def test_a_file_shows_its_name_type_and_size_and_downloads(
+    sign_up: SignUp, room_slug: str, java_script: bool
+) -> None:
+    owner = sign_up("owner")
+    owner.open_room(room_slug)
+    sender = sign_up("sender", java_script_enabled=java_script)
+    page = sender.page
+    page.goto(f"{sender.base_url}/rooms/{room_slug}/")
+    if java_script:
+        expect_socket(page, "open")
+    attach(page, "quarterly <report>.pdf", PDF, "application/pdf")
+    page.get_by_role("button", name="Send").click()
+
+    for seen in (page, owner.page):
+        figure = figure_of(seen, sender.username, "file")
+        expect(figure).to_have_count(1, timeout=LIVE_TIMEOUT_MS)
+        expect(figure.locator(".attachment-name")).to_have_text("quarterly <report>.pdf")
+        expect(figure.locator(".attachment-type")).to_have_text("application/pdf")
+        expect(figure.locator(".attachment-size")).to_have_text("1.2 KB")
+    href = figure_of(owner.page, sender.username, "file").locator("a.attachment-file")
+    answer = owner.page.request.get(href.get_attribute("href") or "")
+    assert answer.status == 200 and answer.body() == PDF
+    assert answer.headers["content-type"] == "application/octet-stream"
+    assert answer.headers["content-disposition"].startswith("attachment;")
+
+
+def test_screenshots_at_phone_and_desktop_light_and_dark(sign_up: SignUp, room_slug: str) -> None:
+    ann = sign_up("ann")
+    ann.open_room(room_slug)
+    attach(ann.page, "garden.jpg", photo(), "image/jpeg")
+    ann.send("The garden this morning")
+    expect_thumbnail(ann.page, ann.username, "garden.jpg")
+    attach(ann.page, "minutes-2026-11-26-with-a-rather-long-name.pdf", PDF, "application/pdf")
+    ann.send("Minutes attached")
+    expect(figure_of(ann.page, ann.username, "file")).to_have_count(1)
+
+    viewer = sign_up("viewer")
+    page = viewer.page
+    for size, width, height in (("desktop", 1280, 900), ("phone", 390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            viewer.open_room(room_slug)
+            expect_thumbnail(page, ann.username, "garden.jpg")
+            screenshot(page, f"15-attachments-{size}-{scheme}")
+            assert_no_axe_violations(page, f"a room with attachments ({size}, {scheme})")
