@@ -72,6 +72,7 @@ class RoomConsumer(HubSocket):
     room: Room | None = None  # set once the socket is let in
     user: Any = None  # the scope's user (a lazy object), set on connect
     reads = False  # its page shows the room's newest messages: what it gets is read
+    counted = False  # in presence.local_sockets
     _empty_composer = ""
 
     @property
@@ -126,6 +127,8 @@ class RoomConsumer(HubSocket):
                 have=_int_set_param(self.scope, "have", limit=settings.CHAT_CATCHUP_LIMIT),
             )
         )
+        presence.local_sockets[self.room.pk] += 1  # (its room's presence tick: presence.py)
+        self.counted = True
         await self.catch_up(self.room, arrived.state, arrived.settled)
         self.opened()
         presence.ensure_heartbeat()
@@ -183,6 +186,8 @@ class RoomConsumer(HubSocket):
             log.info("disconnected %s from %s (code %s)", self.user, self.room, code)
             if self.reads:
                 await attention.reads().flush()  # what it read, written now
+            if self.counted:
+                presence.local_sockets[self.room.pk] -= 1
             await presence.departed(self.room, self.user, self.socket_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

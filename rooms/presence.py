@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -75,7 +75,9 @@ def _online(rows: QuerySet[Connection]) -> QuerySet[Connection]:
 
 def online_users(room: Room) -> list[Any]:
     online = _online(room.connections.all()).values("user_id")
-    return list(get_user_model().objects.filter(pk__in=online).order_by("username"))
+    # (Only what the list shows: a connect storm reads it once per batch of sockets.)
+    users = get_user_model().objects.filter(pk__in=online).only("id", "username")
+    return list(users.order_by("username"))
 
 
 def online_count_per_room() -> Coalesce:
@@ -229,16 +231,34 @@ def render_changes(room: Room, changes: list[Change]) -> str:
     )
 
 
+# A room's ticks slow down as it grows: each tick is a frame to every socket in it, so a
+# room of N sockets is sent at most this many presence frames a second by a process
+# (N / this seconds between ticks, never less than CHAT_PRESENCE_TICK). Over a connect
+# storm of N sockets that makes the frames grow O(N), not O(N^2): 1,000 sockets keep
+# the 0.25 s tick, 10,000 get one every 2.5 s.
+PRESENCE_FRAMES_PER_SECOND = 4000
+
+# This process's room sockets per room id (rooms/entering.py counts them in and out).
+local_sockets: Counter[int] = Counter()
+
+
+def tick_for(room_id: int) -> float:
+    """Seconds between two presence fragments of a room (see PRESENCE_FRAMES_PER_SECOND)."""
+    return max(settings.CHAT_PRESENCE_TICK, local_sockets[room_id] / PRESENCE_FRAMES_PER_SECOND)
+
+
 class Announcer:
-    """Collects joins and leaves and sends each room's as one fragment per tick.
+    """Collects joins and leaves and sends each room's as one fragment per tick (`tick_for`).
 
     A join and a leave of the same user within one tick cancel out: the others' view
-    did not change.
+    did not change. The rooms due in a tick are rendered in one database call.
     """
 
     def __init__(self) -> None:
         self.pending: dict[int, dict[int, Change]] = defaultdict(dict)
+        self.sent_at: dict[int, float] = {}  # loop time of each room's last fragment
         self.flushing = False  # a flush is scheduled
+        self.lock = asyncio.Lock()  # one flush at a time: a room's fragments go in order
 
     def add(self, change: Change) -> None:
         room_changes = self.pending[change.room.pk]
@@ -247,27 +267,61 @@ class Announcer:
             room_changes[change.user.pk] = change
         if not self.flushing:
             self.flushing = True
-            _spawn(self._flush_after_tick(), "presence-announcer")
+            _spawn(self._flush_after(settings.CHAT_PRESENCE_TICK), "presence-announcer")
 
-    async def _flush_after_tick(self) -> None:
-        await asyncio.sleep(settings.CHAT_PRESENCE_TICK)
-        await self.flush()
+    async def _flush_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.flush(due_only=True)
 
-    async def flush(self) -> None:
-        pending, self.pending, self.flushing = self.pending, defaultdict(dict), False
-        for changes in pending.values():
-            if not changes:
+    async def flush(self, due_only: bool = False) -> None:
+        """Send the rooms' changes (with `due_only`, of the rooms whose tick has come; the
+        others' at theirs)."""
+        async with self.lock:
+            await self._flush(due_only)
+
+    async def _flush(self, due_only: bool) -> None:
+        now = asyncio.get_running_loop().time()
+        due: dict[int, dict[int, Change]] = {}
+        later = 0.0
+        for room_id, changes in list(self.pending.items()):
+            wait = self.sent_at.get(room_id, -1e9) + tick_for(room_id) - now
+            if due_only and wait > 0:
+                later = min(later, wait) if later else wait
                 continue
-            room = next(iter(changes.values())).room
-            try:
-                html = await database_sync_to_async(render_changes)(room, list(changes.values()))
-            except Exception:
-                log.exception("presence: could not render the changes in %s", room)
-                continue
-            await self.send(services.room_group(room.pk), html)
+            del self.pending[room_id]
+            if changes:
+                due[room_id] = changes
+        self.flushing = bool(self.pending)
+        if self.flushing:
+            _spawn(self._flush_after(later), "presence-announcer")
+        if not due:
+            return
+        batch = [list(changes.values()) for changes in due.values()]
+        try:
+            fragments = await database_sync_to_async(_render_rooms)(batch)
+        except Exception:
+            log.exception("presence: could not render the changes in %d rooms", len(batch))
+            return
+        for room_id, html in zip(due, fragments, strict=True):
+            self.sent_at[room_id] = asyncio.get_running_loop().time()
+            if html is not None:
+                await self.send(services.room_group(room_id), html)
 
     async def send(self, group: str, html: str) -> None:
         await realtime.publish(group, html)
+
+
+def _render_rooms(batch: list[list[Change]]) -> list[str | None]:
+    """Each room's fragment (None where it could not be rendered: logged)."""
+    fragments: list[str | None] = []
+    for changes in batch:
+        room = changes[0].room
+        try:
+            fragments.append(render_changes(room, changes))
+        except Exception:
+            log.exception("presence: could not render the changes in %s", room)
+            fragments.append(None)
+    return fragments
 
 
 _announcers: dict[asyncio.AbstractEventLoop, Announcer] = {}
