@@ -8,6 +8,7 @@ import hashlib
 import logging
 import re
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import (
     BooleanField,
     Case,
@@ -40,6 +41,7 @@ from django.db.models import (
     Subquery,
     When,
 )
+from django.db.models.manager import BaseManager
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -119,9 +121,135 @@ def socket_access(room_id: int, user_id: int, session_key: str | None) -> Socket
 
     As an HTTP request would be decided now: the session still exists and is signed in
     as this user (session_users), and the room still lets them in (can_enter).
+
+    Asked on every send, so the usual answer takes one query (`_allowed_in_one_query`);
+    anything else (a refusal, with its reason) is decided by sockets_access.
     """
+    if session_key and (allowed := _allowed_in_one_query(room_id, user_id, session_key)):
+        return allowed
     (access,) = sockets_access([(room_id, user_id, session_key)])
     return access
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """One model's columns in socket_access's one query, and how the ORM converts them."""
+
+    model: Any
+    fields: list[Any]
+    converters: list[tuple[Any, list[Any]]]  # per field: its Col, the ORM's converters
+
+    @classmethod
+    def of(cls, model: Any, alias: str, fields: Sequence[Any], connection: Any) -> "_Columns":
+        converters = []
+        for model_field in fields:
+            column = model_field.get_col(alias)
+            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+            converters.append((column, found))
+        return cls(model, list(fields), converters)
+
+    def values(self, row: Sequence[Any], connection: Any) -> list[Any]:
+        """These columns of `row`, as the ORM would convert them."""
+        values = []
+        for value, (column, converters) in zip(row, self.converters, strict=True):
+            for converter in converters:
+                value = converter(value, column, connection)
+            values.append(value)
+        return values
+
+    def instance(self, db: str, values: list[Any]) -> Any:
+        return self.model.from_db(db, [model_field.attname for model_field in self.fields], values)
+
+
+class _AccessQuery:
+    """socket_access's one query, for one database connection: the room's row, the
+    user's, the session's data and expiry, and whether the user is in the room's
+    members, from one statement (one snapshot), read into model instances with the
+    converters the ORM applies. Its three queries by the ORM cost about 1 ms per send,
+    mostly building their SQL (bench/RESULTS.md, "Issue 16: CPU per delivery")."""
+
+    def __init__(self, connection: Any) -> None:
+        quote = connection.ops.quote_name
+        user_model = get_user_model()
+        session_model = import_module(settings.SESSION_ENGINE).SessionStore.get_model_class()
+        through = Room.members.through._meta
+        self.db = connection.alias
+        self.room = _Columns.of(Room, "r", Room._meta.concrete_fields, connection)
+        self.user = _Columns.of(user_model, "u", user_model._meta.concrete_fields, connection)
+        session_fields = [session_model._meta.get_field(n) for n in ("session_data", "expire_date")]
+        self.session = _Columns.of(session_model, "s", session_fields, connection)
+        select = ", ".join(
+            f"{alias}.{quote(model_field.column)}"
+            for alias, columns in (("r", self.room), ("u", self.user), ("s", self.session))
+            for model_field in columns.fields
+        )
+        room_pk, user_pk = Room._meta.pk.column, user_model._meta.pk.column
+        member_room = through.get_field("room").column
+        member_user = through.get_field("user").column
+        self.sql = (
+            f"SELECT {select}, EXISTS (SELECT 1 FROM {quote(through.db_table)} m"
+            f" WHERE m.{quote(member_room)} = r.{quote(room_pk)}"
+            f" AND m.{quote(member_user)} = u.{quote(user_pk)})"
+            f" FROM {quote(Room._meta.db_table)} r"
+            f" LEFT JOIN {quote(user_model._meta.db_table)} u ON u.{quote(user_pk)} = %s"
+            f" LEFT JOIN {quote(session_model._meta.db_table)} s"
+            f" ON s.{quote(session_model._meta.pk.column)} = %s"
+            f" WHERE r.{quote(room_pk)} = %s"
+        )
+        self.user_at = len(self.room.fields)  # where each model's columns start in a row
+        self.session_at = self.user_at + len(self.user.fields)
+        self.user_pk_at = self.user.fields.index(user_model._meta.pk)
+
+
+_access_queries: "weakref.WeakKeyDictionary[Any, _AccessQuery]" = weakref.WeakKeyDictionary()
+
+
+def _plain_manager(model: Any) -> bool:
+    """Its default manager reads every row (the one query reads the tables themselves)."""
+    return type(model._default_manager).get_queryset is BaseManager.get_queryset
+
+
+def _allowed_in_one_query(room_id: int, user_id: int, session_key: str) -> Allowed | None:
+    """socket_access's Allowed, decided in one query as sockets_access decides it; None
+    whenever it would not be Allowed, or this setup is not the usual one (another
+    session engine or user backend, managers that filter): sockets_access decides then."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    if not issubclass(store, DatabaseSessionStore):
+        return None
+    models = (Room, get_user_model(), store.get_model_class())
+    databases = {router.db_for_read(model) for model in models}
+    if len(databases) != 1 or not all(_plain_manager(model) for model in models):
+        return None
+    connection = connections[databases.pop()]
+    query = _access_queries.get(connection)
+    if query is None:
+        query = _access_queries[connection] = _AccessQuery(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(query.sql, [user_id, session_key, room_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None  # no such room
+    user_values = query.user.values(row[query.user_at : query.session_at], connection)
+    session_data, expire_date = query.session.values(row[query.session_at : -1], connection)
+    if user_values[query.user_pk_at] is None or session_data is None:
+        return None  # the user or the session is gone
+    if expire_date <= timezone.now():
+        return None  # the session expired
+    claims = _claims(store().decode(session_data))
+    if claims is None or claims[0] != user_id:
+        return None
+    backend = load_backend(claims[1])
+    if type(backend).get_user is not ModelBackend.get_user:
+        return None
+    user = query.user.instance(query.db, user_values)
+    if not cast(ModelBackend, backend).user_can_authenticate(user):
+        return None
+    if not user.is_active or not _vouches_for(user, claims[2]):
+        return None
+    room = query.room.instance(query.db, query.room.values(row[: query.user_at], connection))
+    members = {(room.pk, user.pk)} if row[-1] else set()
+    access = _access(room, user_id, user, members)
+    return access if isinstance(access, Allowed) else None
 
 
 def sockets_access(sockets: Sequence[SocketKey]) -> list[SocketAccess]:
@@ -170,13 +298,8 @@ def session_users(session_keys: Collection[str | None]) -> dict[str, Any]:
     """
     claims: dict[str, tuple[Any, str, str | None]] = {}  # key: user id, backend, hash
     for key, session in _load_sessions([key for key in session_keys if key]).items():
-        try:
-            user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
-            backend_path = session[BACKEND_SESSION_KEY]
-        except (KeyError, ValidationError):
-            continue
-        if backend_path in settings.AUTHENTICATION_BACKENDS:
-            claims[key] = (user_id, backend_path, session.get(HASH_SESSION_KEY))
+        if (claim := _claims(session)) is not None:
+            claims[key] = claim
     users = _load_users({(user_id, backend) for user_id, backend, _ in claims.values()})
     signed_in = {}
     for key, (user_id, backend_path, session_hash) in claims.items():
@@ -184,6 +307,19 @@ def session_users(session_keys: Collection[str | None]) -> dict[str, Any]:
         if user is not None and user.is_active and _vouches_for(user, session_hash):
             signed_in[key] = user
     return signed_in
+
+
+def _claims(session: dict[str, Any]) -> tuple[Any, str, str | None] | None:
+    """Whom a session's data says it is signed in as, through which (configured) backend,
+    with which auth hash; None if it says nothing usable."""
+    try:
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+        backend_path = session[BACKEND_SESSION_KEY]
+    except (KeyError, ValidationError):
+        return None
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    return user_id, backend_path, session.get(HASH_SESSION_KEY)
 
 
 def _load_sessions(keys: list[str]) -> dict[str, dict[str, Any]]:
