@@ -152,3 +152,30 @@ def test_screenshots_at_phone_and_desktop_light_and_dark(sign_up: SignUp, room_s
             expect_thumbnail(page, ann.username, "garden.jpg")
             screenshot(page, f"15-attachments-{size}-{scheme}")
             assert_no_axe_violations(page, f"a room with attachments ({size}, {scheme})")
+
+
+@pytest.mark.console_errors("the refusal is answered 400, and Chromium logs it as a failed load")
+def test_with_javascript_refusals_show_in_the_composer_and_keep_the_text(
+    sign_up: SignUp, room_slug: str
+) -> None:
+    ann = sign_up("ann")
+    page = ann.open_room(room_slug)
+    body = page.locator("#composer [name=body]")
+
+    # The server's refusal: the composer comes back with its error, the text kept.
+    attach(page, "empty.txt", b"", "text/plain")
+    ann.send("keep these words", expect_cleared=False)
+    expect(page.locator("#composer .composer-error")).to_have_text(
+        "“empty.txt” is empty: nothing was sent."
+    )
+    expect(body).to_have_value("keep these words")
+
+    # Over the limit: refused before anything is sent (the server would cut it off).
+    attach(page, "huge.bin", b"\0" * (10 * 1024 * 1024 + 1), "application/octet-stream")
+    body.press("Enter")
+    file = page.locator("#composer input[type=file]")
+    expect(file).to_have_js_property(
+        "validationMessage", "That file is too big: files can be at most 10 MiB."
+    )
+    expect(body).to_have_value("keep these words")
+    expect(page.locator("article.message")).to_have_count(0)

@@ -68,6 +68,11 @@ class ComposerForm(forms.Form):
     message, None for a room message).
     """
 
+    # The largest file the composer's form may carry (rooms/attachments.py checks it):
+    # its file input says so (data-max-bytes), so that a script can refuse a bigger one
+    # before sending it, where the server would cut the upload off with a bare 413.
+    max_file_bytes = settings.CHAT_ATTACHMENT_MAX_BYTES
+
     body = MessageTextField(
         label="Message",
         max_length=MAX_LENGTH,

@@ -294,6 +294,15 @@
     if (!file || !file.files.length) return;
     event.preventDefault();
     if (event.detail.triggeringEvent) event.detail.triggeringEvent.preventDefault();
+    // Too big to be taken at all: said at once, instead of after the upload (the server
+    // cuts such a body off with a bare 413, which is no composer to show).
+    const max = Number(file.dataset.maxBytes);
+    if (max && file.files[0].size > max) {
+      file.setCustomValidity("That file is too big: files can be at most " + Math.floor(max / 1048576 * 10) / 10 + " MiB.");
+      file.reportValidity();
+      file.addEventListener("change", function () { file.setCustomValidity(""); }, { once: true });
+      return;
+    }
     htmx.ajax("POST", form.getAttribute("action"), { source: form, target: form, swap: "outerHTML" });
   });
 })();
