@@ -334,11 +334,16 @@ CONTENT_SECURITY_POLICY = {
 }
 if STORAGE_S3_BUCKET:
     # Images are fetched from the store itself (a presigned URL the view redirects to).
-    CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"] = [
-        csp.SELF,
-        "data:",
-        STORAGE_S3_ENDPOINT_URL.rstrip("/") or f"https://{STORAGE_S3_BUCKET}.s3.amazonaws.com",
-    ]
+    # AWS (no endpoint set) signs virtual-hosted URLs, global or regional.
+    store_origins = (
+        [STORAGE_S3_ENDPOINT_URL.rstrip("/")]
+        if STORAGE_S3_ENDPOINT_URL
+        else [
+            f"https://{STORAGE_S3_BUCKET}.s3.amazonaws.com",
+            f"https://{STORAGE_S3_BUCKET}.s3.{STORAGE_S3_REGION or 'us-east-1'}.amazonaws.com",
+        ]
+    )
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"] = [csp.SELF, "data:", *store_origins]
 # Database sessions that never look up a key Django could not have made (a NUL from a
 # cookie was a 500 on PostgreSQL): site_config/sessions.py.
 SESSION_ENGINE = "site_config.sessions"

@@ -575,3 +575,65 @@ def test_with_redis_the_thumbnails_worker_makes_the_thumbnail() -> None:
         finally:
             worker.terminate()
             worker.wait(15)
+
+
+# Settings ----------------------------------------------------------------------------------
+
+SHOW_STORAGE = """
+import json, django
+django.setup()
+from django.conf import settings as s
+print(json.dumps({
+    "default": s.STORAGES["default"],
+    "media_root": str(s.MEDIA_ROOT),
+    "img_src": s.CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"],
+    "layers": {name: layer["BACKEND"] for name, layer in s.CHANNEL_LAYERS.items()},
+}, default=str))
+"""
+
+
+def settings_with(**variables: str) -> dict[str, Any]:
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env.update(DJANGO_SETTINGS_MODULE="site_config.settings", SECRET_KEY="x", **variables)
+    result = subprocess.run(
+        [sys.executable, "-c", SHOW_STORAGE],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    shown: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return shown
+
+
+def test_storage_is_a_local_folder_by_default_and_s3_by_setting() -> None:
+    local = settings_with(MEDIA_ROOT="/srv/chat-media")
+    assert local["default"]["BACKEND"] == "django.core.files.storage.FileSystemStorage"
+    assert local["default"]["OPTIONS"]["location"] == local["media_root"] == "/srv/chat-media"
+    assert local["layers"] == {"default": "realtime.layers.HubInMemoryChannelLayer"}
+
+    s3 = settings_with(
+        STORAGE_S3_BUCKET="chat-files",
+        STORAGE_S3_ENDPOINT_URL="https://minio.example.net:9000/",
+        STORAGE_S3_REGION="eu-west-1",
+        REDIS_URL="redis://127.0.0.1:6379/0",
+    )
+    assert s3["default"] == {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": "chat-files",
+            "endpoint_url": "https://minio.example.net:9000/",
+            "region_name": "eu-west-1",
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": 300,
+            "file_overwrite": False,
+        },
+    }
+    # Thumbnails of the page's images are fetched from the store: its origin is allowed.
+    assert s3["img_src"] == ["'self'", "data:", "https://minio.example.net:9000"]
+    # With Redis, the thumbnails worker's jobs wait in a list of the core layer.
+    assert s3["layers"]["thumbnails"] == "channels_redis.core.RedisChannelLayer"
