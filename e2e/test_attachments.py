@@ -179,3 +179,23 @@ def test_with_javascript_refusals_show_in_the_composer_and_keep_the_text(
     )
     expect(body).to_have_value("keep these words")
     expect(page.locator("article.message")).to_have_count(0)
+
+
+def test_the_composer_url_alone_takes_bodies_as_large_as_a_file(
+    sign_up: SignUp, room_slug: str
+) -> None:
+    """Daphne refuses bodies over CHAT_MAX_REQUEST_BYTES (2 MiB) before reading them
+    (site_config/http_guard.py), but for the composer's URL, which takes a file of up to
+    CHAT_ATTACHMENT_MAX_BYTES (10 MiB) with its form."""
+    sender = sign_up("sender", **NO_JAVASCRIPT)
+    page = sender.page
+    page.goto(f"{sender.base_url}/rooms/{room_slug}/")
+    page.locator("#create-room").get_by_role("button").click()
+    three_mib = b"\x01" * (3 * 1024 * 1024)
+    attach(page, "backup.bin", three_mib, "application/octet-stream")
+    page.get_by_role("button", name="Send").click()
+    expect(figure_of(page, sender.username, "file").locator(".attachment-size")).to_have_text(
+        "3.0 MB"
+    )
+    elsewhere = page.request.post(f"{sender.base_url}/search/", data=three_mib)
+    assert elsewhere.status == 413
