@@ -8,11 +8,15 @@ the thumbnail is made in the server process) as its thumbnail, linking to the fu
 """
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
 from playwright.sync_api import Locator, Page, expect
 
+from e2e import servers
 from e2e.accessibility import assert_no_axe_violations
 from e2e.chat import LIVE_TIMEOUT_MS, NO_JAVASCRIPT, expect_socket, screenshot
 from e2e.conftest import SignUp
@@ -199,3 +203,42 @@ def test_the_composer_url_alone_takes_bodies_as_large_as_a_file(
     )
     elsewhere = page.request.post(f"{sender.base_url}/search/", data=three_mib)
     assert elsewhere.status == 413
+
+
+def test_with_redis_the_thumbnails_worker_makes_it_and_it_appears_live(
+    sign_up: SignUp, room_slug: str, redis_server: servers.RedisProcess, tmp_path: Path
+) -> None:
+    """The production shape: Daphne and `manage.py runworker --layer thumbnails
+    thumbnails` (the Procfile's worker line) on one Redis, one database, one media
+    folder. The web process queues the job; the worker makes the thumbnail and pushes
+    the message again through the room's group, to the page of someone else."""
+    env = servers.server_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        MEDIA_ROOT=str(tmp_path / "media"),
+        REDIS_URL=redis_server.url,
+        STATIC_ROOT=servers.collected_static_root(),
+    )
+    servers.migrate(env)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "runworker", "--layer", "thumbnails", "thumbnails"],
+            cwd=servers.PROJECT_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            with servers.daphne(env) as server:
+                ann = sign_up("ann", server=server)
+                bob = sign_up("bob", server=server)
+                ann.open_room(room_slug)
+                bob.open_room(room_slug)
+                attach(ann.page, "worker.jpg", photo(), "image/jpeg")
+                ann.send("made by the worker")
+                expect_thumbnail(bob.page, ann.username, "worker.jpg")
+                expect_thumbnail(ann.page, ann.username, "worker.jpg")
+        finally:
+            worker.terminate()
+            worker.wait(15)
+    assert "thumbnail made for attachment" in log_path.read_text(errors="replace")
