@@ -8,6 +8,7 @@ the thumbnail is made in the server process) as its thumbnail, linking to the fu
 """
 
 import io
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -222,7 +223,7 @@ def test_with_redis_the_thumbnails_worker_makes_it_and_it_appears_live(
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "manage.py", "runworker", "--layer", "thumbnails", "thumbnails"],
+            procfile_worker(),
             cwd=servers.PROJECT_DIR,
             env=env,
             stdout=log,
@@ -242,3 +243,12 @@ def test_with_redis_the_thumbnails_worker_makes_it_and_it_appears_live(
             worker.terminate()
             worker.wait(15)
     assert "thumbnail made for attachment" in log_path.read_text(errors="replace")
+
+
+def procfile_worker() -> list[str]:
+    """The Procfile's `worker:` command, run with this Python."""
+    procfile = (servers.PROJECT_DIR / "Procfile").read_text().splitlines()
+    (line,) = [entry for entry in procfile if entry.startswith("worker:")]
+    command = shlex.split(line.removeprefix("worker:"))
+    assert command[:2] == ["python", "manage.py"], command
+    return [sys.executable, *command[1:]]

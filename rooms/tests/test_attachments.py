@@ -5,6 +5,7 @@ and deletion with the message."""
 
 import io
 import os
+import shlex
 import struct
 import subprocess
 import sys
@@ -533,7 +534,7 @@ def test_with_redis_the_thumbnails_worker_makes_the_thumbnail() -> None:
     log_path = work / "worker.log"
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "manage.py", "runworker", "--layer", "thumbnails", "thumbnails"],
+            procfile_worker(),
             cwd=PROJECT_DIR,
             env=env,
             stdout=log,
@@ -637,3 +638,12 @@ def test_storage_is_a_local_folder_by_default_and_s3_by_setting() -> None:
     assert s3["img_src"] == ["'self'", "data:", "https://minio.example.net:9000"]
     # With Redis, the thumbnails worker's jobs wait in a list of the core layer.
     assert s3["layers"]["thumbnails"] == "channels_redis.core.RedisChannelLayer"
+
+
+def procfile_worker() -> list[str]:
+    """The Procfile's `worker:` command, run with this Python."""
+    procfile = (PROJECT_DIR / "Procfile").read_text().splitlines()
+    (line,) = [entry for entry in procfile if entry.startswith("worker:")]
+    command = shlex.split(line.removeprefix("worker:"))
+    assert command[:2] == ["python", "manage.py"], command
+    return [sys.executable, *command[1:]]
