@@ -6,6 +6,9 @@ private room, removed: 404), and the attachment must belong to a message of that
 that is not deleted; anything else is the same 404, so nothing tells a missing file from
 one the viewer may not see.
 
+No log-in redirect either: someone logged out gets the same 404 (can_enter lets no
+anonymous user in), so a file's address never says that there is something behind it.
+
 Then the file goes out one of three ways:
 - from the storage through Django (FileResponse, streamed): the default;
 - with CHAT_ATTACHMENT_ACCEL_REDIRECT set (e.g. "/protected/"), an empty answer with
@@ -24,7 +27,6 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
@@ -51,7 +53,6 @@ def _attachment_or_404(slug: str, user: Any, attachment_id: int) -> Attachment:
     return attachment
 
 
-@login_required
 @require_GET
 def attachment_file(request: HttpRequest, slug: str, attachment_id: int) -> HttpResponseBase:
     attachment = _attachment_or_404(slug, request.user, attachment_id)
@@ -61,7 +62,6 @@ def attachment_file(request: HttpRequest, slug: str, attachment_id: int) -> Http
     return _serve(name, "application/octet-stream", attachment.original_name, inline=False)
 
 
-@login_required
 @require_GET
 def attachment_thumbnail(request: HttpRequest, slug: str, attachment_id: int) -> HttpResponseBase:
     attachment = _attachment_or_404(slug, request.user, attachment_id)

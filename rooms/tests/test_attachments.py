@@ -382,12 +382,15 @@ def test_members_get_every_file_url(login, alice, bob, secret_file):
             assert login(user).get(url).status_code == 200, url
 
 
-def test_logged_out_gets_404_not_a_login_redirect_to_a_file(client, secret_file):
+def test_logged_out_gets_404_on_every_file_url(client, secret_file, lobby, login, alice):
     for url in urls_of(secret_file):
         response = client.get(url)
-        # (login_required: a redirect to log in, which shows nothing of the file)
-        assert response.status_code == 302 and "/accounts/login/" in response.url
+        assert response.status_code == 404, url
         assert b"PNG" not in response.content
+    # A public room's file too: a file is for people signed in.
+    post_file(login(alice), lobby, "public.txt", b"x")
+    public = Attachment.objects.get(original_name="public.txt")
+    assert client.get(public.url()).status_code == 404
 
 
 def test_a_non_member_gets_404_on_every_file_url(login, carol, secret_file):
