@@ -8,7 +8,9 @@ class RoomsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from realtime import on_shutdown
-        from rooms import presence, signals  # noqa: F401  (signals: the access re-checks)
+
+        # (signals: the access re-checks; attachments: files leave with their rows)
+        from rooms import attachments, presence, signals  # noqa: F401
 
         # A stopping process forgets its presence rows once its sockets had their grace.
         on_shutdown(presence.leave_server)

@@ -41,6 +41,8 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import close_old_connections, connection, transaction
 from django.db.models import Q
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.utils.text import get_valid_filename
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -325,13 +327,19 @@ def post_with_file(
 
 def discard(message: Message) -> None:
     """Delete the message's attachment (its row now, its files once this transaction
-    commits): called as the message is deleted (changes.delete_message)."""
-    attachment = Attachment.objects.filter(message=message).first()
-    if attachment is None:
-        return
-    names = [name for name in (attachment.file.name, attachment.thumbnail.name) if name]
-    attachment.delete()
-    transaction.on_commit(lambda: _delete_files(names))
+    commits: files_leave_with_their_row): called as the message is deleted
+    (changes.delete_message)."""
+    Attachment.objects.filter(message=message).delete()
+
+
+@receiver(post_delete, sender=Attachment, dispatch_uid="attachment-files")
+def files_leave_with_their_row(sender: type[Attachment], instance: Attachment, **_: Any) -> None:
+    """However a row goes (its message deleted, its room deleted, its author's account
+    deleted, the admin), its files leave the store once that transaction commits (not
+    before: a rollback would leave a row pointing at nothing)."""
+    names = [str(name) for name in (instance.file.name, instance.thumbnail.name) if name]
+    if names:
+        transaction.on_commit(lambda: _delete_files(names))
 
 
 def _delete_files(names: list[str]) -> None:

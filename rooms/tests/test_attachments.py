@@ -417,6 +417,16 @@ def test_a_deleted_message_takes_its_files_with_it(
     assert not any(default_storage.exists(name) for name in names)
 
 
+def test_deleting_the_room_deletes_its_files(
+    secret, secret_file, django_capture_on_commit_callbacks
+):
+    names = [secret_file.file.name, secret_file.thumbnail.name]
+    with django_capture_on_commit_callbacks(execute=True):
+        secret.delete()
+    assert not Attachment.objects.exists()
+    assert not any(default_storage.exists(str(name)) for name in names)
+
+
 def test_unknown_ids_and_another_rooms_ids_are_404(login, alice, lobby, secret_file):
     client = login(alice)
     assert client.get(f"/rooms/secret/attachments/{secret_file.pk + 1000}/").status_code == 404
