@@ -77,3 +77,31 @@ async def test_the_feature_mix_renders_each_event_once_and_loses_nothing() -> No
             assert row["renders_per_event"] == 1.0, (kind, result)
     assert result["sockets_lost"] == 0 and result["unknown_markers"] == 0, result
     assert set(result["http_statuses"]) == {204}, result
+
+
+async def test_two_processes_behind_one_redis_deliver_every_message_once() -> None:
+    """ours-redis-x2 (the scale-out measurement) in small: sockets on both processes,
+    senders on both, every message to every socket once, rendered once."""
+    from e2e.servers import redis
+
+    work = Path(tempfile.mkdtemp(prefix="bench-smoke-x2-"))
+    base_db, _, sessions = servers.prepare_database(work, SOCKETS + 1)
+    with redis() as redis_server:
+        server = servers.start("ours-redis-x2", work, base_db, redis_server.url, redis_server.pid)
+        try:
+            fleet = measure.fleet_for(server)
+            connected = await measure.connect(
+                server, fleet, sessions, SOCKETS + 1, quiet_cap_s=5, quiet_idle_s=0.2
+            )
+            assert connected["opened"] == SOCKETS + 1 and not connected.get("error"), connected
+            ports = {
+                c.transport.get_extra_info("peername")[1] for c in fleet.clients if c.transport
+            }
+            assert ports == set(server.ports) and len(ports) == 2
+            result = await measure.step(server, fleet, RATE, 1.0, senders=2)
+            await fleet.close()
+        finally:
+            server.stop()
+    assert result["sent"] >= 5 and result["delivered"] == result["expected"], result
+    assert result["loss"] == 0 and result["out_of_order"] == 0, result
+    assert result["renders_per_message"] == 1.0, result  # once, on whichever process took it
