@@ -122,10 +122,18 @@ def check_rate(user_id: int) -> None:
 
 def display_name(name: str | None) -> str:
     """The name as sent, fit to show and to offer as a download's name: no folders, no
-    control or bidi-override characters, at most 200 characters. (Escaped where shown.)"""
+    control or bidi-override characters, not only dots, at most 200 characters (its
+    extension kept). (Escaped where shown.)"""
     base = re.split(r"[\\/]", name or "")[-1]
     clean = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip()
-    return clean[:200] or "file"
+    if not clean.replace(".", "").strip():
+        return "file"  # only dots ("..", ". ."): a path's parent, not a name to offer
+    if len(clean) > 200:
+        # Cut the stem, not the extension: the download keeps what opens it.
+        stem, dot, extension = clean.rpartition(".")
+        if stem and len(extension) <= 16:
+            return stem[: 200 - len(dot + extension)] + dot + extension
+    return clean[:200]
 
 
 def storage_name(name: str) -> str:
