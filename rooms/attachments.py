@@ -61,6 +61,8 @@ else:
 
 # Pillow's format name -> the type we serve the image (re-encoded by us) as.
 IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+# The formats re-encoded with all their frames (reencode): an animation stays one.
+ANIMATED = {"GIF", "WEBP"}
 # The worker's channel, and the channel layer it listens on (settings.CHANNEL_LAYERS).
 THUMBNAILS_CHANNEL = "thumbnails"
 THUMBNAILS_LAYER = "thumbnails"
@@ -188,14 +190,64 @@ def open_image(data: Any) -> Image.Image | None:
     return image
 
 
+class Borrowed:
+    """The upload as Pillow reads it, which it may not close. Closing an image closes the
+    file it was read from, and an image that opens but does not decode (a truncated PNG)
+    is then stored as a plain file: from a closed upload, a 500 (an upload spooled to a
+    temporary file is even deleted as it closes)."""
+
+    def __init__(self, file: Upload) -> None:
+        self.file = file
+
+    def read(self, size: int = -1) -> bytes:
+        return bytes(self.file.read(size))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self.file.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self.file.tell())
+
+    def close(self) -> None:
+        """The upload stays open: it belongs to the request."""
+
+
+def animation_too_large(frames: int, width: int, height: int) -> AttachmentRefused:
+    return AttachmentRefused(
+        f"animation too large: {frames:,} frames of {width:,}×{height:,} pixels (at most "
+        f"{settings.CHAT_ATTACHMENT_MAX_PIXELS:,} pixels in all its frames)."
+    )
+
+
+def check_frames(image: Image.Image) -> None:
+    """An animation is re-encoded frame by frame, and each frame is decoded at the full
+    picture's size however small it is in the file: a GIF of a few bytes a frame could
+    declare thousands of them (a 9 KiB file of 400 one-pixel frames on a 1000x1000 canvas
+    took 15 s and 290 MB to re-encode). So every frame counts against the pixel limit,
+    counted before any is decoded (Pillow reads the frames' headers only)."""
+    if image.format not in ANIMATED:
+        return
+    try:
+        frames = getattr(image, "n_frames", 1)
+    except (OSError, ValueError, SyntaxError, EOFError):
+        return  # frames that cannot be counted cannot be decoded: a plain file (inspect)
+    if frames * image.width * image.height > settings.CHAT_ATTACHMENT_MAX_PIXELS:
+        raise animation_too_large(frames, image.width, image.height)
+
+
 def inspect(upload: Upload, name: str) -> Inspected:
     """What the upload is. An image (by its content, as Pillow reads it) comes back
     re-encoded: upright, without metadata. Anything else (or an image Pillow cannot
     decode) is a file, typed by its name for display only: files are always served as
     downloads."""
     upload.seek(0)
-    image = open_image(upload)
+    image = open_image(Borrowed(upload))
     if image is not None:
+        try:
+            check_frames(image)
+        except BaseException:
+            image.close()
+            raise
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -211,24 +263,32 @@ def inspect(upload: Upload, name: str) -> Inspected:
     return Inspected(guessed or "application/octet-stream")
 
 
+# Pillow copies a JPEG's or GIF's comment (COM segment, comment extension: free text a
+# camera or an editor fills, a serial number, a name, a path) into the file it writes
+# unless told otherwise; an empty one is written as none.
+NO_COMMENT: dict[str, Any] = {"comment": b""}
+
+
 def reencode(image: Image.Image) -> tuple[bytes, int, int]:
     """The image written again in its own format, turned upright by its EXIF
-    orientation, with no EXIF (nor GPS, XMP, comments: Pillow writes metadata only when
-    given it, and nothing is given). Animated GIF and WebP keep their frames."""
+    orientation, with no EXIF (nor GPS, XMP: Pillow writes those only when given them,
+    and nothing is given; comments it would copy, so it is given an empty one). Animated
+    GIF and WebP keep their frames."""
     kind = image.format or "PNG"
     out = io.BytesIO()
-    if getattr(image, "n_frames", 1) > 1 and kind in {"GIF", "WEBP"}:
+    if getattr(image, "n_frames", 1) > 1 and kind in ANIMATED:
         extra = {"loop": image.info.get("loop", 0), "duration": image.info.get("duration")}
-        image.save(out, kind, save_all=True, **{k: v for k, v in extra.items() if v is not None})
+        extra = {k: v for k, v in extra.items() if v is not None}
+        image.save(out, kind, save_all=True, **extra, **NO_COMMENT)
         return out.getvalue(), image.width, image.height
     upright = ImageOps.exif_transpose(image)
     if kind == "JPEG":
         upright = upright.convert("RGB") if upright.mode not in {"RGB", "L"} else upright
-        upright.save(out, "JPEG", quality=90, optimize=True)
+        upright.save(out, "JPEG", quality=90, optimize=True, **NO_COMMENT)
     elif kind == "WEBP":
         upright.save(out, "WEBP", quality=90)
     elif kind == "GIF":
-        upright.save(out, "GIF")
+        upright.save(out, "GIF", **NO_COMMENT)
     else:
         upright.save(out, "PNG", optimize=True)
     return out.getvalue(), upright.width, upright.height

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
-from django.test import Client
 from django.urls import reverse
 from PIL import Image, PngImagePlugin
 
-from rooms import attachments, changes, services
+from rooms import attachments, services
 from rooms.models import Attachment, Message
 from rooms.tests import fragments
 from rooms.tests.test_attachments import (
@@ -21,7 +20,6 @@ from rooms.tests.test_attachments import (
     png,
     post_file,
     read_served,
-    upload,
 )
 
 # Helpers -----------------------------------------------------------------------------------
@@ -100,20 +98,22 @@ def test_a_file_name_keeps_no_folders_and_no_bidi_controls(sent, shown):
         "....",
     ],
 )
-def test_a_hostile_name_is_stored_in_its_own_folder_and_served_safely(alice_client, lobby, sent):
+def test_a_hostile_name_is_stored_in_its_own_folder_and_served_safely(
+    alice_client, lobby, settings, sent
+):
     response = post_file(alice_client, lobby, sent, b"payload")
     assert response.status_code == 302, response.content[:500]
     attachment = only_attachment()
     stored = str(attachment.file.name)
     folder, _, leaf = stored.removeprefix("attachments/").partition("/")
     assert len(folder) == 32 and "/" not in leaf and not leaf.startswith(".")
-    assert default_storage.path(stored).startswith(str(default_storage.location))
+    assert Path(default_storage.path(stored)).is_relative_to(Path(settings.MEDIA_ROOT))
     for bad in ("\x00", "\r", "\n", "\u202e", "/", "\\"):
         assert bad not in attachment.original_name
     served = alice_client.get(attachment.url())
     assert served.status_code == 200
     disposition = served["Content-Disposition"]
-    assert disposition.startswith("attachment; filename=\"")
+    assert disposition.startswith('attachment; filename="')
     assert disposition.count('"') == 2  # the fallback's own quotes, nothing inside them
     assert "\r" not in disposition and "\n" not in disposition
     assert ";" not in disposition.split('filename="', 1)[1].split('"', 1)[0]
@@ -143,8 +143,8 @@ def test_a_long_extension_on_a_file_spooled_to_disk_is_no_500(alice_client, lobb
 def test_an_empty_file_name_is_no_file_and_no_crash(alice_client, lobby):
     # A browser sends filename="" for an empty file input: there is no file, the text posts.
     body = (
-        b"--B\r\nContent-Disposition: form-data; name=\"body\"\r\n\r\nonly text\r\n"
-        b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\"\r\n"
+        b'--B\r\nContent-Disposition: form-data; name="body"\r\n\r\nonly text\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename=""\r\n'
         b"Content-Type: application/octet-stream\r\n\r\n\r\n--B--\r\n"
     )
     response = alice_client.generic(
@@ -153,3 +153,204 @@ def test_an_empty_file_name_is_no_file_and_no_crash(alice_client, lobby):
     assert response.status_code == 302
     assert Message.objects.get().body == "only text"
     assert not Attachment.objects.exists()
+
+
+# Contents ----------------------------------------------------------------------------------
+
+
+def test_an_animation_of_many_tiny_frames_on_a_huge_canvas_is_refused_before_decoding(
+    alice_client, lobby, settings
+):
+    """400 one-pixel frames on a 1000x1000 canvas: 9 KiB sent, 400 megapixels to decode
+    (before the fix: 15 s and 290 MB on the request path, for one POST)."""
+    bomb = gif_with_frames(1000, 1000, 400)
+    assert len(bomb) < 10_000
+    response = post_file(alice_client, lobby, "party.gif", bomb, body="look")
+    assert response.status_code == 400
+    assert fragments.composer_errors(response.content.decode()) == [
+        "animation too large: 400 frames of 1,000×1,000 pixels (at most 40,000,000 pixels "
+        "in all its frames)."
+    ]
+    assert fragments.composer_value(response.content.decode()) == "look"
+    assert not Attachment.objects.exists() and not stored_files(settings)
+
+
+def test_an_ordinary_animation_is_kept_animated(alice_client, lobby):
+    assert post_file(alice_client, lobby, "wave.gif", animated_gif(3)).status_code == 302
+    attachment = only_attachment()
+    assert (attachment.content_type, attachment.width, attachment.height) == ("image/gif", 40, 30)
+    with Image.open(io.BytesIO(read_served(alice_client.get(attachment.url())))) as served:
+        assert getattr(served, "n_frames", 1) == 3
+    assert attachments.make_thumbnail(attachment.pk)  # of its first frame
+
+
+@pytest.mark.parametrize("kind", ["JPEG", "GIF"])
+def test_an_images_comment_does_not_survive_reencoding(alice_client, lobby, kind):
+    """A JPEG's COM segment and a GIF's comment extension are free text (cameras and
+    editors put serial numbers, names, paths there): Pillow copied them into the image
+    it wrote, and that one is served to the room."""
+    image = Image.new("RGB", (30, 20), "red")
+    if kind == "GIF":
+        image = image.convert("P")
+    data = image_bytes(image, kind, comment=b"owner: Alice Smith, serial 12345")
+    post_file(alice_client, lobby, f"photo.{kind.lower()}", data)
+    served = read_served(alice_client.get(only_attachment().url()))
+    assert b"Alice Smith" not in served and b"12345" not in served
+    with Image.open(io.BytesIO(served)) as reopened:
+        assert "comment" not in reopened.info
+
+
+def test_xmp_and_png_text_chunks_do_not_survive_reencoding(alice_client, lobby):
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><GPSLatitude>51,30N</GPSLatitude></x:xmpmeta>'
+    image = Image.new("RGB", (30, 20), "red")
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Author", "Alice Smith")
+    text.add_itxt("XML:com.adobe.xmp", xmp.decode())
+    for name, data in (
+        ("a.jpg", image_bytes(image, "JPEG", xmp=xmp)),
+        ("b.webp", image_bytes(image, "WEBP", xmp=xmp)),
+        ("c.png", image_bytes(image, "PNG", pnginfo=text)),
+    ):
+        post_file(alice_client, lobby, name, data)
+        services.rate_limiter.reset()
+    for attachment in Attachment.objects.all():
+        served = read_served(alice_client.get(attachment.url()))
+        assert b"51,30N" not in served and b"Alice Smith" not in served, attachment
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
+XHTML = b'<html xmlns="http://www.w3.org/1999/xhtml"><script>alert(1)</script></html>'
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("logo.svg", SVG),
+        ("page.html", b"<!doctype html><script>alert(document.domain)</script>"),
+        ("x.png", SVG),
+        ("x.xhtml", XHTML),
+    ],
+)
+def test_markup_is_never_served_inline_whatever_its_name(alice_client, lobby, name, data):
+    post_file(alice_client, lobby, name, data)
+    attachment = only_attachment()
+    assert attachment.kind == "file"
+    response = alice_client.get(attachment.url())
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in response["Content-Security-Policy"]
+    assert alice_client.get(attachment.thumbnail_url()).status_code == 404
+
+
+def test_a_gif_html_polyglot_is_served_as_the_gif_we_made_of_it(alice_client, lobby):
+    gif = image_bytes(Image.new("P", (10, 10)), "GIF")
+    polyglot = gif[:-1] + b"<script>alert(document.domain)</script>" + gif[-1:]
+    post_file(alice_client, lobby, "poly.gif", polyglot)
+    attachment = only_attachment()
+    response = alice_client.get(attachment.url())
+    assert response["Content-Type"] == "image/gif"
+    served = read_served(response)
+    assert b"<script" not in served
+    assert served.startswith(b"GIF8")
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("truncated.png", png(200, 200)[:120]),
+        ("truncated.jpg", image_bytes(Image.new("RGB", (200, 200), "red"), "JPEG")[:300]),
+        ("garbage.gif", b"GIF89a" + b"\xff" * 50),
+    ],
+)
+@pytest.mark.parametrize("spooled", [False, True], ids=["in-memory", "temporary-file"])
+def test_a_broken_image_becomes_a_plain_file_not_an_error(
+    alice_client, lobby, settings, name, data, spooled
+):
+    """A truncated PNG opens (its header is whole) and fails to decode: Pillow closed the
+    upload as it gave up, and storing it as a file was a 500."""
+    if spooled:
+        settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10
+    assert post_file(alice_client, lobby, name, data).status_code == 302
+    attachment = only_attachment()
+    assert attachment.kind == "file"
+    response = alice_client.get(attachment.url())
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert read_served(response) == data
+
+
+def test_a_png_with_a_huge_compressed_text_chunk_is_not_decompressed(alice_client, lobby):
+    """zTXt/iCCP are decompressed by Pillow up to its MAX_TEXT_CHUNK only: 50 MB of zeros
+    (50 KB sent) do not become 50 MB in this process; the image is kept as a file."""
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Comment", "\0" * 50_000_000, zip=True)
+    data = image_bytes(Image.new("RGB", (20, 20)), "PNG", pnginfo=text)
+    assert len(data) < 200_000
+    assert post_file(alice_client, lobby, "ztxt.png", data).status_code == 302
+    assert only_attachment().kind == "file"
+
+
+def test_a_webp_declaring_a_huge_picture_is_refused(alice_client, lobby):
+    """A lossless WebP of 16383x16383 (its largest) of one colour: small, 268 megapixels."""
+    data = image_bytes(Image.new("L", (16383, 4000)), "WEBP", lossless=True)
+    response = post_file(alice_client, lobby, "bomb.webp", data)
+    assert response.status_code == 400
+    assert "image too large" in fragments.composer_errors(response.content.decode())[0]
+
+
+@pytest.mark.parametrize(
+    ("size", "thumb"), [((1, 10_000), (1, 480)), ((10_000, 1), (480, 1)), ((3, 4000), (1, 480))]
+)
+def test_an_extreme_aspect_ratio_has_a_thumbnail_of_at_least_a_pixel(
+    alice_client, lobby, size, thumb
+):
+    post_file(alice_client, lobby, "line.png", png(*size))
+    attachment = only_attachment()
+    assert attachments.make_thumbnail(attachment.pk)
+    attachment.refresh_from_db()
+    assert (attachment.thumbnail_width, attachment.thumbnail_height) == thumb
+
+
+def cmyk_jpeg() -> bytes:
+    return image_bytes(Image.new("CMYK", (40, 30), (0, 255, 255, 0)), "JPEG")
+
+
+def png16() -> bytes:
+    return image_bytes(Image.new("I;16", (40, 30), 40_000), "PNG")
+
+
+def palette_with_transparency() -> bytes:
+    image = Image.new("P", (40, 30), 1)
+    image.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    return image_bytes(image, "PNG", transparency=0)
+
+
+def la_png() -> bytes:
+    return image_bytes(Image.new("LA", (40, 30), (128, 100)), "PNG")
+
+
+def rgba_webp() -> bytes:
+    return image_bytes(Image.new("RGBA", (40, 30), (255, 0, 0, 100)), "WEBP")
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "thumb_format"),
+    [
+        ("cmyk.jpg", cmyk_jpeg, "JPEG"),
+        ("deep.png", png16, "JPEG"),
+        ("palette.png", palette_with_transparency, "PNG"),
+        ("grey-alpha.png", la_png, "PNG"),
+        ("alpha.webp", rgba_webp, "PNG"),
+    ],
+)
+def test_unusual_modes_are_stored_and_thumbnailed(alice_client, lobby, name, make, thumb_format):
+    assert post_file(alice_client, lobby, name, make()).status_code == 302
+    attachment = only_attachment()
+    assert attachment.kind == "image" and (attachment.width, attachment.height) == (40, 30)
+    with Image.open(io.BytesIO(read_served(alice_client.get(attachment.url())))) as full:
+        full.load()
+    assert attachments.make_thumbnail(attachment.pk)
+    attachment.refresh_from_db()
+    thumb = read_served(alice_client.get(attachment.thumbnail_url()))
+    with Image.open(io.BytesIO(thumb)) as image:
+        assert image.format == thumb_format and image.size == (40, 30)
