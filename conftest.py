@@ -76,7 +76,7 @@ from django.test import Client  # noqa: E402
 
 from realtime import hub, sockets  # noqa: E402
 from realtime.layers import channel_layer  # noqa: E402
-from rooms import attachments, presence, services, typists  # noqa: E402
+from rooms import attachments, entering, presence, services, typists  # noqa: E402
 from rooms.models import Room  # noqa: E402
 from rooms.tests import fragments  # noqa: E402
 
@@ -161,6 +161,7 @@ def chat_test_environment(
     sockets.layer_health.passed()
     sockets._probes.clear()
     presence.reset()
+    entering.reset()  # (its shared catch-up pages name rows of this test's database)
 
 
 # Users and HTTP clients ----------------------------------------------------------------

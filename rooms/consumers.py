@@ -150,9 +150,8 @@ class RoomConsumer(HubSocket):
         position: services.CatchUpPosition | None = None
         complete = not state.too_long
         while complete and sent < state.missed:
-            frames, position = await database_sync_to_async(services.catch_up_frames)(
-                room, state, position
-            )
+            # (Shared by the pages coming back from the same place: rooms/entering.py.)
+            frames, position = await entering.catch_up_frames(room, state, position)
             for frame, count in frames:
                 budget -= len(frame.encode())
                 if budget < 0:

@@ -169,6 +169,51 @@ async def arrive(arrival: Arrival) -> Arrived:
     return arrived
 
 
+# Catch-up pages ------------------------------------------------------------------------
+
+# What a catch-up sends is decided by the room, the page's cursor and what it holds past
+# it, and the room's cursor when read: every change to a message (an edit, a deletion, a
+# reaction) takes a new room sequence number, so two pages with the same four are sent the
+# same frames. After a restart every page comes back from about the same cursor; rendered
+# per socket, a thousand pages cost a thousand renders of each missed message (the
+# rule is one render per event). The latest pages are kept, a few, and shared.
+CATCH_UP_PAGES_KEPT = 32
+
+CatchUpKey = tuple[int, int, tuple[int, ...], int, services.CatchUpPosition | None]
+CatchUpPage = tuple[list[tuple[str, int]], services.CatchUpPosition | None]
+_catch_up_pages: dict[CatchUpKey, CatchUpPage] = {}
+
+
+def _catch_up_key(
+    room: Room, state: services.CatchUp, position: services.CatchUpPosition | None
+) -> CatchUpKey:
+    return (room.pk, state.after, tuple(sorted(state.held)), state.cursor, position)
+
+
+def _catch_up_page(
+    room: Room, state: services.CatchUp, position: services.CatchUpPosition | None
+) -> CatchUpPage:
+    key = _catch_up_key(room, state, position)
+    page = _catch_up_pages.get(key)
+    if page is None:
+        page = services.catch_up_frames(room, state, position)
+        while len(_catch_up_pages) >= CATCH_UP_PAGES_KEPT:
+            del _catch_up_pages[next(iter(_catch_up_pages))]  # the oldest
+        _catch_up_pages[key] = page
+    return page
+
+
+async def catch_up_frames(
+    room: Room, state: services.CatchUp, position: services.CatchUpPosition | None
+) -> CatchUpPage:
+    """services.catch_up_frames, rendered once for every page in the same place."""
+    page = _catch_up_pages.get(_catch_up_key(room, state, position))
+    if page is not None:
+        return page  # (no trip to the database thread)
+    return await database_sync_to_async(_catch_up_page)(room, state, position)
+
+
 def reset() -> None:
     """Forget the loop-bound state (tests: each has its own event loop)."""
     _batches.clear()
+    _catch_up_pages.clear()
