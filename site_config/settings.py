@@ -307,6 +307,11 @@ CHAT_ATTACHMENT_MAX_PIXELS = setting(
     env.int, "CHAT_ATTACHMENT_MAX_PIXELS", 40_000_000, validate=positive
 )
 CHAT_THUMBNAIL_SIZE = 480
+# An animation (GIF, WebP) is re-encoded frame by frame: at most this many frames, and
+# all of them within CHAT_ATTACHMENT_MAX_PIXELS together (rooms/attachments.py
+# check_frames; a frame costs ~0.1 ms to re-encode however small, 500,000 one-pixel
+# frames fit in 10 MiB).
+CHAT_ATTACHMENT_MAX_FRAMES = setting(env.int, "CHAT_ATTACHMENT_MAX_FRAMES", 1000, validate=positive)
 # Production: a path prefix the proxy in front serves from MEDIA_ROOT as an `internal`
 # location (nginx); the view checks access, then answers with an empty body and
 # X-Accel-Redirect: <prefix><file name>, and the proxy sends the file (README).

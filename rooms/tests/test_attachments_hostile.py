@@ -175,6 +175,19 @@ def test_an_animation_of_many_tiny_frames_on_a_huge_canvas_is_refused_before_dec
     assert not Attachment.objects.exists() and not stored_files(settings)
 
 
+def test_an_animation_of_too_many_frames_is_refused_however_small(alice_client, lobby, settings):
+    """500,000 frames of one pixel each: 11 MB, half a megapixel in all, and a minute of
+    re-encoding, a frame at a time. (A smaller limit here, for the test's speed.)"""
+    settings.CHAT_ATTACHMENT_MAX_FRAMES = 100
+    response = post_file(alice_client, lobby, "long.gif", gif_with_frames(1, 1, 101))
+    assert response.status_code == 400
+    assert fragments.composer_errors(response.content.decode()) == [
+        "animation too long: 101 frames (at most 100)."
+    ]
+    assert post_file(alice_client, lobby, "ok.gif", gif_with_frames(1, 1, 100)).status_code == 302
+    assert only_attachment().content_type == "image/gif"
+
+
 def test_an_ordinary_animation_is_kept_animated(alice_client, lobby):
     assert post_file(alice_client, lobby, "wave.gif", animated_gif(3)).status_code == 302
     attachment = only_attachment()
