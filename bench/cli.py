@@ -26,7 +26,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from bench import measure, report, servers
+from bench import measure, report, servers, storm
 from bench.limits import raise_nofile
 
 FULL = {
@@ -38,6 +38,7 @@ FULL = {
     "idle": 2000,
     "connect": 1000,
     "idle_hold": 5.0,
+    "reconnect": 10000,
 }
 QUICK = {
     "n": [100],
@@ -48,6 +49,7 @@ QUICK = {
     "idle": 500,
     "connect": 500,
     "idle_hold": 2.0,
+    "reconnect": 200,
 }
 
 
@@ -70,6 +72,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle", type=int, help="idle sockets to hold (0: skip the phase)")
     parser.add_argument("--connect", type=int, help="sockets in the timed connect")
     parser.add_argument("--idle-hold", type=float)
+    parser.add_argument(
+        "--reconnect", type=int, help="pages in the reconnect storm (ours only; 0: skip it)"
+    )
+    parser.add_argument(
+        "--reconnect-rooms",
+        type=int,
+        help="rooms the reconnect storm's pages are spread over (default: 1,000 a room)",
+    )
+    parser.add_argument(
+        "--reconnect-rate", type=float, default=10.0, help="messages/s posted through it"
+    )
     parser.add_argument("--concurrency", type=int, default=64, help="handshakes in flight")
     parser.add_argument("--no-fanout", action="store_true", help="only the connect/idle phase")
     parser.add_argument("--json", help="write the results here as well")
@@ -83,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in args.servers:
         if name.partition("@")[0] not in servers.SERVER_NAMES:
             parser.error(f"unknown server {name!r}: choose from {', '.join(servers.SERVER_NAMES)}")
-    for key in ("rounds", "hold", "knee_hold", "idle", "connect", "idle_hold"):
+    for key in ("rounds", "hold", "knee_hold", "idle", "connect", "idle_hold", "reconnect"):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
     return args
@@ -116,7 +129,7 @@ class Bench:
         return server
 
     def prepare(self) -> None:
-        users = max([*self.args.n, self.args.idle, self.args.connect, 2])
+        users = max([*self.args.n, self.args.idle, self.args.connect, self.args.reconnect, 2])
         self.log(f"preparing {users} users and sessions in {self.work}")
         self.base_db, _, self.sessions = servers.prepare_database(self.work, users, self.app_dir)
         if any(name.startswith("ours-redis") for name in self.args.servers):
@@ -149,6 +162,39 @@ class Bench:
             self.log(f"{name}: {json.dumps(result)}")
             results.append(result)
             server.stop()
+        return results
+
+    # The reconnect storm ---------------------------------------------------------
+
+    async def reconnect_phase(self) -> list[dict[str, Any]]:
+        """Ours (in-memory and Redis): N pages through a graceful restart (bench/storm.py)."""
+        results = []
+        n = self.args.reconnect
+        rooms = self.args.reconnect_rooms or max(1, math.ceil(n / 1000))
+        for name in self.args.servers:
+            kind, _, other_app = name.partition("@")
+            if kind not in ("ours", "ours-redis"):
+                continue
+            self.log(f"{name}: reconnect storm, {n} pages in {rooms} room(s)")
+            try:
+                result = await storm.reconnect_storm(
+                    kind,
+                    self.work,
+                    self.base_db,
+                    self.sessions,
+                    n,
+                    rooms=rooms,
+                    rate=self.args.reconnect_rate,
+                    redis_url=self.redis_url,
+                    redis_pid=self.redis_pid,
+                    app_dir=Path(other_app).resolve() if other_app else self.app_dir,
+                    log=self.log,
+                )
+            except Exception as error:
+                result = {"server": name, "n": n, "error": f"{type(error).__name__}: {error}"}
+            result["server"] = name
+            self.log(f"{name}: {json.dumps(result)}")
+            results.append(result)
         return results
 
     # Phase 2 --------------------------------------------------------------------
@@ -308,6 +354,9 @@ class Bench:
                     "idle",
                     "connect",
                     "idle_hold",
+                    "reconnect",
+                    "reconnect_rooms",
+                    "reconnect_rate",
                     "concurrency",
                     "app_dir",
                 )
@@ -324,6 +373,8 @@ class Bench:
                 results["idle"] = await self.idle_phase()
             if not self.args.no_fanout:
                 results["fanout"] = await self.fanout_phase()
+            if self.args.reconnect > 0:
+                results["reconnect"] = await self.reconnect_phase()
         results["machine"]["load_after"] = os.getloadavg()
         results["duration_s"] = round((datetime.now(UTC) - started).total_seconds(), 1)
         return results

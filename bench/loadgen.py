@@ -27,6 +27,8 @@ from websockets.http11 import Request
 from websockets.utils import accept_key, generate_key
 
 MARKER = re.compile(rb"bq:(\d+):(\d+):(\d+):(\d+)")
+CURSOR = b'id="chat-cursor"'
+PRESENCE_LINE = b'class="presence-line'
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
 
@@ -86,6 +88,8 @@ class Client(asyncio.Protocol):
         self.buffer = bytearray()
         self.fragments: list[bytes] | None = None
         self.open = False
+        self.started_us = now_us()  # (its handshake began: made when it is about to)
+        self.caught_up_us = 0  # when its first cursor frame came (our server's catch-up)
 
     # asyncio.Protocol
 
@@ -202,6 +206,7 @@ class Fleet:
         self.next_seq: dict[int, int] = {}
         self.bytes_received = 0
         self.frames_other = 0
+        self.frames_presence = 0
         self.frames_marked = 0
         self.late_or_unknown = 0
         self.lost_unexpectedly = 0
@@ -213,6 +218,12 @@ class Fleet:
     def on_text(self, client: Client, data: bytes, now: int) -> None:
         # A frame may carry several messages (a server may batch what queued up).
         self.last_frame = now
+        # Ours: the catch-up ends with the cursor (room.html#caught-up); presence changes
+        # come as lines (room.html#presence-oob), one frame per room per tick.
+        if not client.caught_up_us and CURSOR in data:
+            client.caught_up_us = now
+        if PRESENCE_LINE in data:
+            self.frames_presence += 1
         marked = False
         for match in MARKER.finditer(data):
             marked = True

@@ -61,17 +61,28 @@ async def connect(
     """Grow `fleet` to `count` open clients and wait until the room is quiet again.
 
     Reports the handshakes' time, the time until a message reaches all (barrier), the
-    time until the connect-time traffic (presence) stops, and that traffic's size.
+    time until the connect-time traffic (presence) stops, and that traffic's size. On
+    ours also: the time until every socket had its catch-up (its cursor frame), each
+    socket's time from its handshake to its catch-up, and the presence frames per join.
     """
     have = len(fleet.clients)
     if count <= have:
         return {}
     cpu0, bytes0, frames0 = server.cpu_seconds(), fleet.bytes_received, fleet.frames_other
-    start = time.monotonic()
+    presence0 = fleet.frames_presence
+    start, start_us = time.monotonic(), now_us()
     opened, errors = await fleet.connect(
         cookies_for(server, sessions, have, count), concurrency=concurrency
     )
     handshakes_s = time.monotonic() - start
+    fresh = fleet.clients[have:]
+    if server.name.startswith("ours"):
+        deadline = time.monotonic() + quiet_cap_s
+        while time.monotonic() < deadline and any(
+            not c.caught_up_us for c in fresh if c.open and not c.lost.done()
+        ):
+            await asyncio.sleep(0.01)
+        caught = [c for c in fresh if c.caught_up_us]
     result: dict[str, Any] = {
         "from": have,
         "to": count,
@@ -80,6 +91,15 @@ async def connect(
         "error_samples": errors[:3],
         "handshakes_s": round(handshakes_s, 3),
     }
+    if server.name.startswith("ours"):
+        waits = [(c.caught_up_us - c.started_us) / 1000 for c in caught]
+        result["caught_up"] = len(caught)
+        # Every socket connected and caught up: the connect storm's target (issue 16).
+        result["caught_up_s"] = round(
+            (max((c.caught_up_us for c in caught), default=start_us) - start_us) / 1e6, 3
+        )
+        result["catch_up_p50_ms"] = round(percentile(waits, 50), 1)
+        result["catch_up_p99_ms"] = round(percentile(waits, 99), 1)
     try:
         result["barrier_s"] = round(await barrier(server, fleet), 3)
     except TimeoutError as error:
@@ -89,6 +109,10 @@ async def connect(
     result["server_cpu_s"] = round(server.cpu_seconds() - cpu0, 3)
     result["bytes_received"] = fleet.bytes_received - bytes0
     result["other_frames"] = fleet.frames_other - frames0
+    if server.name.startswith("ours"):
+        # (Frames with presence lines; the joins are the sockets: one user each.)
+        result["presence_frames"] = fleet.frames_presence - presence0
+        result["presence_frames_per_join"] = round(result["presence_frames"] / max(1, opened), 2)
     result["connected_per_s"] = round((count - have) / handshakes_s, 1)
     return result
 

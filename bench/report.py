@@ -4,6 +4,8 @@ from collections import defaultdict
 from statistics import median
 from typing import Any
 
+from bench import storm
+
 
 def step_line(r: dict[str, Any]) -> str:
     flags = ""
@@ -41,6 +43,9 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", *fanout_table(fanout, results["settings"])]
     if results.get("idle"):
         lines += ["", *idle_table(results["idle"])]
+        lines += ["", *storm.connect_table(results["idle"])]
+    if results.get("reconnect"):
+        lines += ["", *storm.table(results["reconnect"])]
     return "\n".join(lines)
 
 
