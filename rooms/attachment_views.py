@@ -16,6 +16,9 @@ Then the file goes out one of three ways:
   location over MEDIA_ROOT) sends the file, and this process is free at once;
 - on S3, a redirect to a presigned URL of the object, valid for STORAGE_S3_URL_EXPIRES.
 
+GET and HEAD (a client or a proxy asking a file's type and size first: the same checks
+and headers; the server sends no body for HEAD); any other method is a 405.
+
 Headers: `nosniff`; `Cache-Control: private` (a shared cache must not keep what needs a
 session); `Content-Disposition: attachment` for every plain file (served as
 application/octet-stream whatever it is: an uploaded .html never renders on our origin)
@@ -30,7 +33,7 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from rooms import services
 from rooms.models import Attachment, Room
@@ -53,7 +56,7 @@ def _attachment_or_404(slug: str, user: Any, attachment_id: int) -> Attachment:
     return attachment
 
 
-@require_GET
+@require_safe
 def attachment_file(request: HttpRequest, slug: str, attachment_id: int) -> HttpResponseBase:
     attachment = _attachment_or_404(slug, request.user, attachment_id)
     name = str(attachment.file.name)
@@ -62,7 +65,7 @@ def attachment_file(request: HttpRequest, slug: str, attachment_id: int) -> Http
     return _serve(name, "application/octet-stream", attachment.original_name, inline=False)
 
 
-@require_GET
+@require_safe
 def attachment_thumbnail(request: HttpRequest, slug: str, attachment_id: int) -> HttpResponseBase:
     attachment = _attachment_or_404(slug, request.user, attachment_id)
     if not attachment.thumbnail:

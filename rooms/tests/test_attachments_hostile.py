@@ -367,3 +367,139 @@ def test_unusual_modes_are_stored_and_thumbnailed(alice_client, lobby, name, mak
     thumb = read_served(alice_client.get(attachment.thumbnail_url()))
     with Image.open(io.BytesIO(thumb)) as image:
         assert image.format == thumb_format and image.size == (40, 30)
+
+
+# Requests ----------------------------------------------------------------------------------
+
+
+def multipart(*parts: tuple[str, str | None, bytes]) -> bytes:
+    """A multipart body of (field, file name or None, content) parts, boundary B."""
+    out = b""
+    for field, filename, content in parts:
+        disposition = f'form-data; name="{field}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        out += f"--B\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + content + b"\r\n"
+    return out + b"--B--\r\n"
+
+
+def post_multipart(client: Any, room: Any, body: bytes, **extra: Any) -> Any:
+    return client.generic(
+        "POST", composer_url(room), body, content_type="multipart/form-data; boundary=B", **extra
+    )
+
+
+def test_two_file_fields_store_one_file(alice_client, lobby, settings):
+    body = multipart(("body", None, b"two"), ("file", "a.txt", b"AAA"), ("file", "b.txt", b"BBB"))
+    assert post_multipart(alice_client, lobby, body).status_code == 302
+    attachment = only_attachment()
+    assert len(stored_files(settings)) == 1
+    assert read_served(alice_client.get(attachment.url())) in {b"AAA", b"BBB"}
+
+
+def test_a_file_field_that_is_a_plain_string_is_text_only(alice_client, lobby, settings):
+    response = alice_client.post(composer_url(lobby), {"body": "hi", "file": "/etc/passwd"})
+    assert response.status_code == 302
+    assert Message.objects.get().body == "hi"
+    assert not Attachment.objects.exists() and not stored_files(settings)
+
+
+def test_a_body_of_a_thousand_file_parts_is_refused_whole(alice_client, lobby, settings):
+    parts = [("file", f"{n}.txt", b"x") for n in range(1000)]
+    response = post_multipart(alice_client, lobby, multipart(("body", None, b"hi"), *parts))
+    assert response.status_code == 400  # DATA_UPLOAD_MAX_NUMBER_FILES (100)
+    assert not Message.objects.exists() and not stored_files(settings)
+
+
+def test_a_body_of_too_many_fields_is_refused_whole(alice_client, lobby, settings):
+    parts = [(f"f{n}", None, b"x") for n in range(1500)]
+    response = post_multipart(alice_client, lobby, multipart(("file", "a.txt", b"x"), *parts))
+    assert response.status_code == 400  # DATA_UPLOAD_MAX_NUMBER_FIELDS (1000)
+    assert not Attachment.objects.exists() and not stored_files(settings)
+
+
+def test_a_room_one_may_not_enter_stores_nothing(login, carol, secret, settings):
+    response = post_file(login(carol), secret, "x.txt", b"x")
+    assert response.status_code == 404
+    assert not Attachment.objects.exists() and not stored_files(settings)
+
+
+def test_a_removed_member_cannot_upload(login, alice, bob, secret, settings):
+    client = login(bob)
+    services.remove_member(secret, alice, bob)
+    assert post_file(client, secret, "x.txt", b"x").status_code == 404
+    assert not Attachment.objects.exists() and not stored_files(settings)
+
+
+def test_logged_out_cannot_upload(client, lobby, settings):
+    response = post_file(client, lobby, "x.txt", b"x")
+    assert response.status_code in {302, 404}
+    assert not Attachment.objects.exists() and not stored_files(settings)
+
+
+def test_an_upload_without_its_csrf_token_is_refused(alice, lobby, settings):
+    from conftest import HttpsClient
+
+    client = HttpsClient(enforce_csrf_checks=True)
+    client.force_login(alice)
+    response = post_file(client, lobby, "x.txt", b"x")
+    assert response.status_code == 403
+    assert not Attachment.objects.exists() and not stored_files(settings)
+
+
+@pytest.fixture
+def lobby_file(alice_client: Any, lobby: Any) -> Attachment:
+    post_file(alice_client, lobby, "pic.png", png())
+    attachment = only_attachment()
+    attachments.make_thumbnail(attachment.pk)
+    attachment.refresh_from_db()
+    return attachment
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        str(2**63),  # past a signed 64-bit column
+        str(2**64 + 1),
+        "9" * 100,
+        "-1",
+        "0",
+        "1e3",
+        "0x1",
+        "%2e%2e",
+    ],
+)
+def test_odd_ids_are_404_not_500(alice_client, lobby_file, suffix):
+    for url in (
+        f"/rooms/lobby/attachments/{suffix}/",
+        f"/rooms/lobby/attachments/{suffix}/thumbnail/",
+    ):
+        assert alice_client.get(url).status_code == 404, url
+
+
+def test_head_answers_as_get_does_for_who_may_see_it(alice_client, client, lobby_file):
+    """HEAD was a 405 (require_GET): a client asking a file's type and size first."""
+    for url in (lobby_file.url(), lobby_file.thumbnail_url()):
+        got, head = alice_client.get(url), alice_client.head(url)
+        assert head.status_code == 200, url
+        for header in ("Content-Type", "Content-Disposition", "X-Content-Type-Options"):
+            assert head[header] == got[header]
+        assert client.head(url).status_code == 404  # logged out: as GET
+
+
+def test_other_methods_are_refused(alice_client, lobby_file):
+    for method in ("post", "put", "delete", "patch"):
+        assert getattr(alice_client, method)(lobby_file.url()).status_code == 405
+
+
+def test_a_range_request_gets_the_whole_file_or_a_proper_part(alice_client, lobby_file):
+    response = alice_client.get(lobby_file.url(), HTTP_RANGE="bytes=0-3")
+    assert response.status_code in {200, 206}
+    served = read_served(response)
+    assert served[:4] == b"\x89PNG"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_another_rooms_slug_and_a_missing_room_are_404(login, alice, lobby_file, secret, ops):
+    for slug in ("secret", "ops", "no-such-room", "lobby%2F..", "LOBBY"):
+        assert login(alice).get(f"/rooms/{slug}/attachments/{lobby_file.pk}/").status_code == 404
