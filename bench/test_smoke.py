@@ -105,3 +105,44 @@ async def test_two_processes_behind_one_redis_deliver_every_message_once() -> No
     assert result["sent"] >= 5 and result["delivered"] == result["expected"], result
     assert result["loss"] == 0 and result["out_of_order"] == 0, result
     assert result["renders_per_message"] == 1.0, result  # once, on whichever process took it
+
+
+STORM = 50  # sockets in the storm tests
+
+
+async def test_a_connect_storm_catches_every_socket_up_with_presence_frames_linear() -> None:
+    """The connect storm in small (issue 16): 50 sockets at once, each gets its catch-up,
+    and the joins cost a few presence frames per socket, not one per join per socket
+    (that would be ~25 per join here). Bounds are generous: they catch a regression, not
+    a slow machine."""
+    work = Path(tempfile.mkdtemp(prefix="bench-smoke-storm-"))
+    base_db, _, sessions = servers.prepare_database(work, STORM)
+    server = servers.start("ours", work, base_db)
+    try:
+        fleet = measure.fleet_for(server)
+        result = await measure.connect(server, fleet, sessions, STORM, quiet_cap_s=30)
+        await fleet.close()
+    finally:
+        server.stop()
+    assert result["opened"] == STORM and result["errors"] == 0, result
+    assert result["caught_up"] == STORM, result
+    assert result["caught_up_s"] < 30, result
+    assert result["presence_frames_per_join"] <= 8, result
+
+
+async def test_a_reconnect_storm_after_a_graceful_restart_loses_nothing() -> None:
+    """The reconnect storm in small (issue 16): 50 pages, a sender posting throughout,
+    SIGTERM (1012 to every socket) and a new server on the same port: every page comes
+    back with every message, no error, and the online count right."""
+    from bench import storm
+
+    work = Path(tempfile.mkdtemp(prefix="bench-smoke-reconnect-"))
+    base_db, _, sessions = servers.prepare_database(work, STORM)
+    result = await storm.reconnect_storm(
+        "ours", work, base_db, sessions, STORM, rooms=2, rate=5.0, after_s=1.0, log=lambda _: None
+    )
+    assert result["settled"] and result["settle_s"] < 60, result
+    assert result["errors"] == 0, result
+    assert result["pages_complete"] == STORM and result["missing_messages"] == 0, result
+    assert result["sent"] > 0 and result["not_accepted"] == 0, result
+    assert result["online_count_exact"] == STORM and result["online_list_exact"] == STORM, result
