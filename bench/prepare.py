@@ -1,6 +1,6 @@
 """Create the benchmark's users, their logged-in sessions and the room, in one database.
 
-Run by the load generator as `python -m bench.prepare USERS OUT.json` with the server's
+Run by the load generator as `python -m bench.prepare USERS OUT.json [ROOMS]` with the server's
 environment (DATABASE_URL names the benchmark's own SQLite file). Signing up through the
 page would hash a password per user (PBKDF2, ~0.3 s each); a session made here is the
 same row Django's login() writes, so every socket still goes through the real handshake:
@@ -14,7 +14,13 @@ import sys
 import django
 
 
-def main(users: int, out: str) -> None:
+def room_slugs(rooms: int) -> list[str]:
+    """The benchmark's rooms: "bench", then "bench-1" ... (more than one for the idle
+    phase, whose sockets are spread over rooms as a site's are)."""
+    return ["bench", *(f"bench-{k}" for k in range(1, rooms))]
+
+
+def main(users: int, out: str, rooms: int = 1) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site_config.settings")
     django.setup()
     from django.contrib.auth import (
@@ -40,7 +46,8 @@ def main(users: int, out: str) -> None:
                 fresh.append(user)
         User.objects.bulk_create(fresh, batch_size=500)
         by_name = {user.username: user for user in User.objects.filter(username__in=names)}
-        Room.objects.get_or_create(slug="bench", defaults={"owner": by_name[names[0]]})
+        for slug in room_slugs(rooms):
+            Room.objects.get_or_create(slug=slug, defaults={"owner": by_name[names[0]]})
         sessions = []
         for name in names:
             user = by_name[name]
@@ -55,4 +62,4 @@ def main(users: int, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2])
+    main(int(sys.argv[1]), sys.argv[2], *(int(arg) for arg in sys.argv[3:4]))

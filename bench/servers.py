@@ -83,9 +83,10 @@ def bench_env(
 
 
 def prepare_database(
-    work: Path, users: int, app_dir: Path | None = None
+    work: Path, users: int, app_dir: Path | None = None, rooms: int = 1
 ) -> tuple[Path, list[str], list[str]]:
-    """Migrate a fresh SQLite file and fill it; returns (path, usernames, session keys)."""
+    """Migrate a fresh SQLite file and fill it (`rooms` rooms: bench.prepare.room_slugs);
+    returns (path, usernames, session keys)."""
     db_path = work / "base.sqlite3"
     env = bench_env(db_path, app_dir=app_dir)
     subprocess.run(
@@ -96,7 +97,7 @@ def prepare_database(
     )
     out = work / "sessions.json"
     subprocess.run(
-        [sys.executable, "-m", "bench.prepare", str(users), str(out)],
+        [sys.executable, "-m", "bench.prepare", str(users), str(out), str(rooms)],
         cwd=app_dir or PROJECT_DIR,
         env=env,
         check=True,
@@ -305,9 +306,10 @@ def start(
     env_overrides: dict[str, str] | None = None,
     app_dir: Path | None = None,
     wait: bool = True,
+    asgi_module: str = "bench.ours_asgi",
 ) -> Server:
     """Start one server; with wait=False, call `wait_ready()` before using it (so that
-    several can start at once)."""
+    several can start at once). `asgi_module` serves ours (e.g. bench.memory_asgi)."""
     # "ours@/path/to/checkout" serves another copy of the app: before/after in one run.
     kind, _, other_app = name.partition("@")
     if other_app:
@@ -326,7 +328,7 @@ def start(
     else:
         db_path = work / f"{kind}-{port}.sqlite3"
         shutil.copyfile(base_db, db_path)
-        module = "bench.tutorial" if kind == "tutorial" else "bench.ours_asgi"
+        module = "bench.tutorial" if kind == "tutorial" else asgi_module
         env = bench_env(db_path, redis_url if kind == "ours-redis" else "", app_dir, **overrides)
         cwd = app_dir or PROJECT_DIR
         command = daphne_command(port, f"{module}:application")
