@@ -444,15 +444,23 @@ def make_thumbnail(attachment_id: int) -> bool:
         attachment_path(attachment, f"thumb-{stem}.{extension}"), ContentFile(data)
     )
     not_made = Q(thumbnail="") | Q(thumbnail__isnull=True)
-    with transaction.atomic():
-        updated = Attachment.objects.filter(not_made, pk=attachment.pk).update(
-            thumbnail=name, thumbnail_width=width, thumbnail_height=height
-        )
-        if updated:
-            try:
+    try:
+        with transaction.atomic():
+            # The room's row first, as every change to the room (changes._locked) and a
+            # deletion take it: the attachment's row after it. (The other way round, a
+            # message deleted meanwhile deadlocked with this on PostgreSQL, and one of the
+            # two failed.)
+            list(Room.objects.select_for_update().filter(pk=attachment.message.room_id))
+            updated = Attachment.objects.filter(not_made, pk=attachment.pk).update(
+                thumbnail=name, thumbnail_width=width, thumbnail_height=height
+            )
+            if updated:
                 changes.attachment_changed(attachment.message)
-            except Message.DoesNotExist:
-                updated = 0  # deleted meanwhile: its rows are gone with it
+    except Message.DoesNotExist:
+        updated = 0  # deleted meanwhile (rolled back): its rows are gone with it
+    except BaseException:
+        default_storage.delete(name)  # no row points at it
+        raise
     if not updated:
         default_storage.delete(name)
         return False

@@ -4,22 +4,25 @@ requests, what happens after the fact, and the page. Each test is a hole that wa
 
 import io
 import struct
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.urls import reverse
 from PIL import Image, PngImagePlugin
 
-from rooms import attachments, services
-from rooms.models import Attachment, Message
+from rooms import attachments, changes, services
+from rooms.models import Attachment, Message, Room
 from rooms.tests import fragments
 from rooms.tests.test_attachments import (
     only_attachment,
     png,
     post_file,
     read_served,
+    upload,
 )
 
 # Helpers -----------------------------------------------------------------------------------
@@ -503,3 +506,100 @@ def test_a_range_request_gets_the_whole_file_or_a_proper_part(alice_client, lobb
 def test_another_rooms_slug_and_a_missing_room_are_404(login, alice, lobby_file, secret, ops):
     for slug in ("secret", "ops", "no-such-room", "lobby%2F..", "LOBBY"):
         assert login(alice).get(f"/rooms/{slug}/attachments/{lobby_file.pk}/").status_code == 404
+
+
+# After the fact ----------------------------------------------------------------------------
+
+
+def test_a_message_deleted_while_its_thumbnail_is_made_leaves_no_file(
+    alice, alice_client, lobby, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The deletion lands between the worker reading the image and storing its thumbnail:
+    the thumbnail is not stored for a row that is gone (nor the message pushed again)."""
+    post_file(alice_client, lobby, "pic.png", png())
+    attachment = only_attachment()
+    make = attachments.thumbnail_of
+
+    def deleted_meanwhile(data: bytes) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            changes.delete_message(Message.objects.get(), alice)
+        return make(data)
+
+    monkeypatch.setattr(attachments, "thumbnail_of", deleted_meanwhile)
+    assert attachments.make_thumbnail(attachment.pk) is False
+    assert not Attachment.objects.exists() and not stored_files(settings)
+
+
+def test_the_worker_shrugs_off_a_deleted_room_and_a_missing_file(
+    alice_client, lobby, settings, caplog
+):
+    from rooms.workers import ThumbnailConsumer
+
+    post_file(alice_client, lobby, "gone.png", png())
+    gone = only_attachment()
+    default_storage.delete(str(gone.file.name))
+    worker = ThumbnailConsumer()
+    worker.thumbnail_make({"type": "thumbnail.make", "attachment": gone.pk})  # logged only
+    assert "thumbnail of attachment" in caplog.text
+    assert not stored_files(settings)  # no thumbnail of nothing
+    assert alice_client.get(gone.url()).status_code == 404  # not a 500
+    for odd in (None, "1", 2**70, -1):
+        worker.thumbnail_make({"type": "thumbnail.make", "attachment": odd})
+    lobby.delete()
+    assert attachments.make_thumbnail(gone.pk) is False
+
+
+def test_a_thumbnail_missing_from_the_store_is_404(alice_client, lobby_file):
+    default_storage.delete(str(lobby_file.thumbnail.name))
+    assert alice_client.get(lobby_file.thumbnail_url()).status_code == 404
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="PostgreSQL's row locks (SQLite has one write lock for the whole database)",
+)
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_message_as_its_thumbnail_is_stored_neither_deadlocks_nor_leaks(
+    make_user, settings, monkeypatch
+):
+    """The thumbnail's transaction took the attachment's row, then the room's (to push the
+    change); a deletion takes the room's, then the attachment's: each waited for the other
+    and PostgreSQL killed one (the deletion a 500, or the thumbnail left in the store). Now
+    both take the room's row first: the deletion waits, then takes the thumbnail too."""
+    alice = make_user("alice")
+    room = Room.objects.create(slug="busy", owner=alice)
+    monkeypatch.setattr(attachments, "schedule_thumbnail", lambda attachment_id: None)
+    attachments.post_with_file(room, alice, "", upload("pic.png", png()))
+    attachment = only_attachment()
+    errors: list[BaseException] = []
+
+    def delete() -> None:
+        try:
+            changes.delete_message(Message.objects.get(), alice)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    deleter = threading.Thread(target=delete)
+    push = changes.attachment_changed
+
+    def deleted_as_it_is_pushed(message: Message) -> Any:
+        deleter.start()
+        # Until the deletion waits for a lock this transaction holds.
+        for _ in range(1000):
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                if cursor.fetchone()[0] or not deleter.is_alive():
+                    break
+            threading.Event().wait(0.01)
+        return push(message)
+
+    monkeypatch.setattr(changes, "attachment_changed", deleted_as_it_is_pushed)
+    try:
+        attachments.make_thumbnail(attachment.pk)
+    finally:
+        deleter.join(30)
+    assert not errors
+    assert not Attachment.objects.exists()
+    assert not stored_files(settings)
