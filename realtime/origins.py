@@ -23,7 +23,7 @@ them, an unknown host) is refused before the socket is accepted, and logged.
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -103,12 +103,14 @@ class ExactOriginValidator:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> Any:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[Any]:
+        # Not a coroutine itself: it returns the app's (or the refusal's), so that no
+        # frame of its own stays suspended, with the scope, for as long as a socket is open.
         if scope["type"] != "websocket":
             raise ValueError("ExactOriginValidator is for WebSocket connections only")
         reason = refusal(scope)
         if reason is not None:
             client = scope.get("client") or ("?",)
             log.info("socket refused from %s to %s: %s", client[0], scope.get("path"), reason)
-            return await refuse_handshake(receive, send)
-        return await self.app(scope, receive, send)
+            return refuse_handshake(receive, send)
+        return self.app(scope, receive, send)
