@@ -144,12 +144,16 @@ def arrive_many(asked: list[Arrival]) -> list[Arrived]:
     firsts = presence.arrive_many([presence.Arrival(a.room, a.user, a.socket_id) for a in asked])
     rooms = {a.room.pk: a.room for a in asked}
     cursors = {pk: services.room_cursor(room) for pk, room in rooms.items()}
-    settled = {
-        pk: services.render_fragment(
-            "caught-up", room=room, cursor=cursors[pk], online_users=presence.online_users(room)
+    settled = {}
+    for pk, room in rooms.items():
+        online = presence.online_users(room)
+        settled[pk] = services.render_fragment(
+            "caught-up",
+            room=room,
+            cursor=cursors[pk],
+            online_users=online,
+            online_items=presence.online_entries(online),
         )
-        for pk, room in rooms.items()
-    }
     return [
         Arrived(
             first,

@@ -8,7 +8,7 @@ import pytest
 from channels.db import database_sync_to_async as db
 from django.utils import timezone
 
-from rooms import presence
+from rooms import presence, services
 from rooms.models import Connection, Room
 from rooms.presence import Change
 from rooms.tests import fragments
@@ -227,3 +227,17 @@ async def test_a_reconnect_loop_shows_nothing_and_a_real_leave_shows_once(
     assert update.count == "1"
     await asyncio.sleep(0.7)
     assert bob_socket.communicator.output_queue.empty()
+
+
+def test_the_kept_entries_render_the_online_list_as_its_loop_does(room, alice, make_user):
+    people = [alice, make_user("<b>bob & co</b>")]
+    for person in people:
+        presence.arrive(room, person, f"socket-{person.pk}")
+    online = presence.online_users(room)
+    looped = services.render_fragment("online-users", online_users=online)
+    kept = services.render_fragment(
+        "online-users", online_users=online, online_items=presence.online_entries(online)
+    )
+    assert kept == looped
+    assert fragments.online_usernames(kept) == ["<b>bob & co</b>", "alice"]  # escaped
+    assert "<b>" not in kept
