@@ -63,6 +63,16 @@ else:
 IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
 # The formats re-encoded with all their frames (reencode): an animation stays one.
 ANIMATED = {"GIF", "WEBP"}
+# Pillow names a JPEG that carries more pictures after the photo (MPO: what phone
+# cameras write for a depth or gain map) by the container; the photo is its first
+# picture, and is a JPEG like any other. (It was stored as a plain file: no preview.)
+SAME_AS = {"MPO": "JPEG"}
+
+
+def format_of(image: Image.Image) -> str:
+    return SAME_AS.get(image.format or "", image.format or "")
+
+
 # The worker's channel, and the channel layer it listens on (settings.CHANNEL_LAYERS).
 THUMBNAILS_CHANNEL = "thumbnails"
 THUMBNAILS_LAYER = "thumbnails"
@@ -259,7 +269,7 @@ def inspect(upload: Upload, name: str) -> Inspected:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 encoded, width, height = reencode(image)
-            return Inspected(IMAGE_TYPES[image.format or ""], encoded, width, height)
+            return Inspected(IMAGE_TYPES[format_of(image)], encoded, width, height)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise image_too_large(image.width * image.height) from None
         except (OSError, ValueError, SyntaxError, EOFError, KeyError) as error:
@@ -281,7 +291,7 @@ def reencode(image: Image.Image) -> tuple[bytes, int, int]:
     orientation, with no EXIF (nor GPS, XMP: Pillow writes those only when given them,
     and nothing is given; comments it would copy, so it is given an empty one). Animated
     GIF and WebP keep their frames."""
-    kind = image.format or "PNG"
+    kind = format_of(image) or "PNG"
     out = io.BytesIO()
     if getattr(image, "n_frames", 1) > 1 and kind in ANIMATED:
         extra = {"loop": image.info.get("loop", 0), "duration": image.info.get("duration")}

@@ -603,3 +603,81 @@ def test_deleting_a_message_as_its_thumbnail_is_stored_neither_deadlocks_nor_lea
     assert not errors
     assert not Attachment.objects.exists()
     assert not stored_files(settings)
+
+
+# The page ----------------------------------------------------------------------------------
+
+HOSTILE_NAME = "'><img src=x onerror=alert(1)><b onclick=alert(2)>.png"
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`published(group)`: the HTML published to `group` so far, on its way to the real
+    publish_on_commit."""
+    import realtime
+
+    sent: list[tuple[str, str]] = []
+    publish = realtime.publish_on_commit
+
+    def recorded(group: str, html: str, **options: Any) -> Any:
+        sent.append((group, html))
+        return publish(group, html, **options)
+
+    monkeypatch.setattr(realtime, "publish_on_commit", recorded)
+    return lambda group: [html for to, html in sent if to == group]
+
+
+def test_a_hostile_name_is_escaped_in_the_push_and_the_page_with_and_without_thumbnail(
+    alice_client, lobby, published
+):
+    post_file(alice_client, lobby, HOSTILE_NAME, png())
+    attachment = only_attachment()
+    attachments.make_thumbnail(attachment.pk)
+    first, change = published(f"room.{lobby.pk}")
+    page = alice_client.get(lobby.get_absolute_url()).content.decode()
+    for html in (first, change, page):
+        assert "<b onclick" not in html and "<img src=x" not in html
+        figure = fragments.messages_in(html)[-1].one("figure", class_="attachment")
+        assert HOSTILE_NAME in figure.text  # shown as the text it is
+        for element in figure.iter():
+            assert not any(name.startswith("on") for name in element.attrs), element
+            for name in ("href", "src"):
+                if (value := element.attrs.get(name)) is not None:
+                    assert value.startswith(f"/rooms/{lobby.slug}/attachments/"), value
+    img = fragments.messages_in(change)[-1].one("figure", class_="attachment").one("img")
+    assert img.attrs["alt"] == HOSTILE_NAME
+    assert (img.attrs["width"], img.attrs["height"]) == ("64", "48")
+
+
+def test_a_plain_files_link_is_the_checked_address_and_its_type_is_escaped(alice_client, lobby):
+    post_file(alice_client, lobby, "javascript:alert(1).html", b"<b>x</b>")
+    page = alice_client.get(lobby.get_absolute_url()).content.decode()
+    figure = fragments.messages_in(page)[-1].one("figure", class_="attachment")
+    links = figure.find_all("a")
+    assert links and all(a.attrs["href"] == only_attachment().url() for a in links)
+    assert "javascript:" not in " ".join(str(a.attrs.get("href")) for a in links)
+    assert figure.one("span", class_="attachment-type").text == "text/html"
+
+
+def test_a_phones_multi_picture_jpeg_is_an_image_of_its_first_picture(alice_client, lobby):
+    """MPO (a JPEG with a depth or gain map after the photo): Pillow names it by the
+    container, and it was stored as a plain file, without a preview."""
+    photo, depth = Image.new("RGB", (40, 30), "red"), Image.new("L", (20, 15), 128)
+    data = image_bytes(photo, "MPO", save_all=True, append_images=[depth])
+    post_file(alice_client, lobby, "IMG_0002.jpg", data)
+    attachment = only_attachment()
+    assert (attachment.kind, attachment.content_type) == ("image", "image/jpeg")
+    with Image.open(io.BytesIO(read_served(alice_client.get(attachment.url())))) as served:
+        assert (served.format, served.size, getattr(served, "n_frames", 1)) == ("JPEG", (40, 30), 1)
+    assert attachments.make_thumbnail(attachment.pk)
+
+
+def test_a_jpeg_with_a_huge_exif_block_is_stored_without_it(alice_client, lobby):
+    exif = Image.Exif()
+    exif[0x9286] = b"ASCII\0\0\0" + b"SECRET" * 10_000  # UserComment: 60 KB
+    exif[0x0112] = 3  # upside down
+    data = image_bytes(Image.new("RGB", (40, 30), "red"), "JPEG", exif=exif)
+    assert len(data) > 60_000
+    post_file(alice_client, lobby, "big-exif.jpg", data)
+    served = read_served(alice_client.get(only_attachment().url()))
+    assert b"SECRET" not in served and len(served) < 2000
