@@ -13,6 +13,7 @@ docstring (realtime/tests/test_upstream.py checks them all against what is insta
   `cancel_applications_reliably` (CANCEL_TESTED_VERSIONS);
 - realtime/limits.py (TESTED_VERSIONS), realtime/writes.py `write_now` (TESTED_VERSIONS)
   and `send_frame` (FRAMES_TESTED_VERSIONS);
+- realtime/footprint.py (TESTED_VERSIONS): what each open socket keeps;
 - site_config/http_guard.py (TESTED_VERSIONS).
 """
 
