@@ -681,3 +681,25 @@ def test_a_jpeg_with_a_huge_exif_block_is_stored_without_it(alice_client, lobby)
     post_file(alice_client, lobby, "big-exif.jpg", data)
     served = read_served(alice_client.get(only_attachment().url()))
     assert b"SECRET" not in served and len(served) < 2000
+
+
+@pytest.mark.parametrize("case", ["not a member", "too big", "a bomb"])
+def test_no_temporary_file_outlives_a_refused_upload(
+    login, alice, carol, lobby, secret, settings, tmp_path, case
+):
+    """Django spools a large upload to a temporary file as it parses the body (before the
+    view can look at who sent it): it is gone when the answer is."""
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 100
+    if case == "not a member":
+        response = post_file(login(carol), secret, "x.bin", b"x" * 5000)
+        assert response.status_code == 404
+    elif case == "too big":
+        settings.CHAT_ATTACHMENT_MAX_BYTES = 1000
+        response = post_file(login(alice), lobby, "x.bin", b"x" * 5000)
+        assert response.status_code == 400
+    else:
+        response = post_file(login(alice), lobby, "b.gif", gif_with_frames(1000, 1000, 400))
+        assert response.status_code == 400
+    assert not any(tmp_path.iterdir())
+    assert not Attachment.objects.exists() and not stored_files(settings)
