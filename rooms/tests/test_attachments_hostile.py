@@ -191,6 +191,21 @@ def test_an_animation_of_too_many_frames_is_refused_however_small(alice_client, 
     assert only_attachment().content_type == "image/gif"
 
 
+def test_an_animated_webp_counts_all_its_frames_too(alice_client, lobby, settings):
+    settings.CHAT_ATTACHMENT_MAX_PIXELS = 100 * 100 * 2
+    frames = [Image.new("RGB", (100, 100), color) for color in ("red", "blue", "green")]
+    three = image_bytes(frames[0], "WEBP", save_all=True, append_images=frames[1:])
+    two = image_bytes(frames[0], "WEBP", save_all=True, append_images=frames[1:2])
+    response = post_file(alice_client, lobby, "three.webp", three)
+    assert response.status_code == 400
+    assert fragments.composer_errors(response.content.decode())[0].startswith(
+        "animation too large: 3 frames of 100×100 pixels"
+    )
+    assert post_file(alice_client, lobby, "two.webp", two).status_code == 302
+    with Image.open(io.BytesIO(read_served(alice_client.get(only_attachment().url())))) as served:
+        assert (served.format, getattr(served, "n_frames", 1)) == ("WEBP", 2)
+
+
 def test_an_ordinary_animation_is_kept_animated(alice_client, lobby):
     assert post_file(alice_client, lobby, "wave.gif", animated_gif(3)).status_code == 302
     attachment = only_attachment()
