@@ -13,6 +13,7 @@ of every group) counts as a layer failure: the watchdog then has every socket re
 and catch up (realtime/sockets.py), so a drop costs a resync, never a silent gap.
 """
 
+import time
 from typing import Any, Protocol, cast
 
 from channels.exceptions import ChannelFull
@@ -49,6 +50,22 @@ class HubInMemoryChannelLayer(InMemoryChannelLayer):
     def __init__(self, hub_capacity: int = HUB_CAPACITY, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hub_capacity = hub_capacity
+        # Expiry is counted in seconds (a message's minute, a membership's day): checked
+        # at most this often, and never less often than four times an expiry.
+        self.clean_every = min(1.0, self.expiry / 4, self.group_expiry / 4)
+        self._next_clean = 0.0
+
+    # InMemoryChannelLayer's private hook (channels/layers.py), which typeshed's stub omits.
+    def _clean_expired(self) -> None:
+        # Upstream runs it on every receive and group_send, and it walks every channel and
+        # every member of every group: with a group per user and per session, O(N) for N
+        # sockets, several times per message (1.7% of the event loop's samples at N =
+        # 100 under py-spy: bench/RESULTS.md, "Issue 16: CPU per delivery").
+        now = time.monotonic()
+        if now < self._next_clean:
+            return
+        self._next_clean = now + self.clean_every
+        super()._clean_expired()  # type: ignore[misc]  # in channels, not the stub
 
     def get_capacity(self, channel: str) -> int:
         return self.hub_capacity if channel.startswith(HUB_PREFIX) else self.capacity

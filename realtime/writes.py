@@ -30,7 +30,7 @@ from typing import Any
 
 from twisted.internet import tcp
 
-from realtime import upstream
+from realtime import limits, upstream
 
 # What `write_now` was written and tested against (realtime/upstream.py).
 TESTED_VERSIONS = {"twisted": "26.10.0"}
@@ -122,8 +122,6 @@ def send_frame(send: Any, frame: Frame) -> bool:
         or not getattr(protocol, "_socket_limits", False)
     ):
         return False
-    from realtime import limits
-
     if not limits.refuses_send(protocol):
         protocol.transport.write(frame.data)
     return True
