@@ -687,6 +687,33 @@ def test_a_phones_multi_picture_jpeg_is_an_image_of_its_first_picture(alice_clie
     assert attachments.make_thumbnail(attachment.pk)
 
 
+def progressive_jpeg_with_scans(extra: int, size: int = 64) -> bytes:
+    """A progressive JPEG whose last scan is repeated `extra` times: libjpeg decodes each
+    again over the whole picture (a bogus progression is only a warning to it)."""
+    data = image_bytes(Image.new("L", (size, size)), "JPEG", progressive=True)
+    last_scan = data[data.rindex(b"\xff\xda") : -2]  # up to the end-of-image marker
+    return data[:-2] + last_scan * extra + b"\xff\xd9"
+
+
+def test_a_jpeg_of_too_many_scans_is_refused_before_decoding(alice_client, lobby, settings):
+    """A 37 KiB 2000x2000 JPEG of 1,000 scans took 5.4 s to decode on the request path;
+    10 MiB holds hundreds of thousands of scans."""
+    ordinary = progressive_jpeg_with_scans(0)
+    assert 5 <= ordinary.count(b"\xff\xda") <= 10
+    bomb = progressive_jpeg_with_scans(101 - ordinary.count(b"\xff\xda"))
+    response = post_file(alice_client, lobby, "scans.jpg", bomb, body="kept")
+    assert response.status_code == 400
+    assert fragments.composer_errors(response.content.decode()) == [
+        "image too complex: 101 scans (a JPEG may have at most 100)."
+    ]
+    assert not Attachment.objects.exists() and not stored_files(settings)
+    at_most = progressive_jpeg_with_scans(100 - ordinary.count(b"\xff\xda"))
+    for name, data in (("ordinary.jpg", ordinary), ("at-most.jpg", at_most)):
+        assert post_file(alice_client, lobby, name, data).status_code == 302
+        services.rate_limiter.reset()
+    assert [a.kind for a in Attachment.objects.all()] == ["image", "image"]
+
+
 def test_a_jpeg_with_a_huge_exif_block_is_stored_without_it(alice_client, lobby):
     exif = Image.Exif()
     exif[0x9286] = b"ASCII\0\0\0" + b"SECRET" * 10_000  # UserComment: 60 KB
