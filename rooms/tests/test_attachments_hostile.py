@@ -99,6 +99,8 @@ def test_a_file_name_keeps_no_folders_and_no_bidi_controls(sent, shown):
         "<img src=x onerror=alert(1)>.png",
         "🙂 party 🎉.txt",
         "....",
+        "\uff0e\uff0e\uff0fetc\uff0fpasswd",  # fullwidth dots and slashes: NFKD makes them ASCII
+        "\u2215etc\u2215passwd\u2028x.txt",  # division slash, line separator
     ],
 )
 def test_a_hostile_name_is_stored_in_its_own_folder_and_served_safely(
