@@ -2,6 +2,7 @@
 
 import asyncio
 import itertools
+import math
 import os
 import time
 from statistics import median
@@ -248,3 +249,132 @@ async def idle(
 def median_of(rows: list[dict[str, Any]], key: str) -> float:
     values = [row[key] for row in rows if key in row]
     return median(values) if values else float("nan")
+
+
+async def healthz_ms(port: int, timeout: float = 5.0) -> float:
+    """One GET /healthz on a fresh connection, as a load balancer's check: milliseconds
+    until the whole answer came (inf if it failed or was not 200)."""
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            answer = await reader.read()
+            writer.close()
+    except (OSError, TimeoutError):
+        return float("inf")
+    if not answer.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
+        return float("inf")
+    return (time.perf_counter() - start) * 1000
+
+
+async def probe_healthz(port: int, seconds: float, every_s: float = 0.1) -> dict[str, Any]:
+    """/healthz every `every_s` for `seconds`: p50 and max latency, and failures."""
+    latencies = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        latencies.append(await healthz_ms(port))
+        await asyncio.sleep(every_s)
+    ok = [ms for ms in latencies if ms != float("inf")]
+    return {
+        "healthz_checks": len(latencies),
+        "healthz_failed": len(latencies) - len(ok),
+        "healthz_p50_ms": round(percentile(ok, 50), 2),
+        "healthz_max_ms": round(max(ok, default=float("nan")), 2),
+    }
+
+
+def room_fleets(server: Server, count: int, room_size: int) -> list[tuple[Fleet, int, int]]:
+    """(fleet, first socket, end) per room: `count` sockets, `room_size` to a room
+    (bench.prepare.room_slugs), as a site's sockets are spread; the ceiling has no rooms."""
+    from bench.prepare import room_slugs
+
+    if not server.name.startswith(("ours", "tutorial")):
+        return [(fleet_for(server), 0, count)]
+    slugs = room_slugs(math.ceil(count / room_size))
+    return [
+        (
+            Fleet("127.0.0.1", server.port, f"/ws/rooms/{slug}/", server.origin),
+            k * room_size,
+            min(count, (k + 1) * room_size),
+        )
+        for k, slug in enumerate(slugs)
+    ]
+
+
+async def hold_idle(
+    server: Server,
+    sessions: list[str],
+    count: int,
+    *,
+    room_size: int,
+    hold_s: float,
+    concurrency: int = 64,
+) -> dict[str, Any]:
+    """Open `count` sockets (`room_size` to a room), let them go quiet, then hold them
+    idle for `hold_s` while /healthz is asked every 0.1 s: RSS per idle socket (before
+    and after returning freed heap to the system) and /healthz's latency meanwhile.
+
+    RSS with 0 sockets is taken after a warm-up socket came and went (so that lazily
+    imported code is not charged to the sockets).
+    """
+    warm = fleet_for(server) if not server.name.startswith(("ours", "tutorial")) else None
+    warm = warm or room_fleets(server, 1, room_size)[0][0]
+    await warm.connect(cookies_for(server, sessions, 0, 2))
+    await warm.quiet(idle_s=0.3, cap_s=10)
+    await warm.close()
+    await asyncio.sleep(0.5)
+    await server.settle()
+    rss0 = server.rss()
+    fleets = room_fleets(server, count, room_size)
+    rooms_at_once = max(1, min(len(fleets), concurrency // 16))
+    gate = asyncio.Semaphore(rooms_at_once)
+    errors: list[str] = []
+
+    async def fill(fleet: Fleet, first: int, end: int) -> None:
+        async with gate:
+            _, failed = await fleet.connect(
+                cookies_for(server, sessions, first, end),
+                concurrency=max(1, concurrency // rooms_at_once),
+            )
+            errors.extend(failed)
+
+    cpu0, start = server.cpu_seconds(), time.monotonic()
+    await asyncio.gather(*(fill(*room) for room in fleets))
+    handshakes_s = time.monotonic() - start
+    await asyncio.gather(*(fleet.quiet(idle_s=0.5, cap_s=120) for fleet, _, _ in fleets))
+    await server.settle()
+    settled_s = time.monotonic() - start
+    rss = server.rss()
+    result: dict[str, Any] = {
+        "server": server.name,
+        "sockets": count,
+        "room_size": room_size,
+        "rooms": len(fleets),
+        "opened": sum(len(fleet.open_clients()) for fleet, _, _ in fleets),
+        "connect_errors": len(errors),
+        "error_samples": errors[:3],
+        "handshakes_s": round(handshakes_s, 2),
+        "settled_s": round(settled_s, 2),
+        "connect_cpu_s": round(server.cpu_seconds() - cpu0, 2),
+        "rss0_mib": round(rss0 / 2**20, 1),
+        "rss_mib": round(rss / 2**20, 1),
+        "rss_per_socket_kib": round((rss - rss0) / count / 1024, 2),
+    }
+    gc0 = server.stats().get("gc", {})
+    result.update(await probe_healthz(server.port, hold_s))
+    if gc0:  # full garbage collections while held (each walks every socket's objects)
+        gc1 = server.stats()["gc"]
+        result["gc_full_while_held"] = gc1["gen2"]["count"] - gc0["gen2"]["count"]
+        result["gc_max_pause_ms_since_start"] = max(
+            gc1[gen]["max_ms"] for gen in ("gen0", "gen1", "gen2")
+        )
+    if server.name.startswith("ours"):
+        # How much of that is freed memory the allocator kept (after the connects).
+        server.trim()
+        result["rss_per_socket_kib_after_trim"] = round((server.rss() - rss0) / count / 1024, 2)
+    result["held"] = sum(len(fleet.open_clients()) for fleet, _, _ in fleets)
+    result["lost_while_idle"] = sum(fleet.lost_unexpectedly for fleet, _, _ in fleets)
+    result["errors"] = count - result["held"]  # not opened, or lost since
+    await asyncio.gather(*(fleet.close() for fleet, _, _ in fleets))
+    return result

@@ -44,6 +44,8 @@ def render(results: dict[str, Any]) -> str:
     if results.get("idle"):
         lines += ["", *idle_table(results["idle"])]
         lines += ["", *storm.connect_table(results["idle"])]
+    if results.get("held"):
+        lines += ["", *held_table(results["held"])]
     if results.get("reconnect"):
         lines += ["", *storm.table(results["reconnect"])]
     return "\n".join(lines)
@@ -135,5 +137,29 @@ def idle_table(idle: list[dict[str, Any]]) -> list[str]:
             f"({first['connected_per_s']:,.0f}/s) | {first.get('barrier_s', 'never')} "
             f"| {first['quiet_s']} | {r['held']:,} | {r['rss_per_socket_kib']} "
             f"| {r['errors']} |"
+        )
+    return out
+
+
+def held_table(held: list[dict[str, Any]]) -> list[str]:
+    """The idle sockets held on one process (bench/measure.py `hold_idle`)."""
+    out = [
+        "Idle sockets held on one process (a fresh one each): RSS per idle socket, before "
+        "and after returning freed heap (malloc_trim); /healthz every 0.1 s while held.",
+        "",
+        "| server | idle sockets (rooms) | opened in s | held | RSS per idle socket KiB "
+        "| after trim | /healthz p50 / max ms (checks) | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in held:
+        if "error" in r:
+            out.append(f"| {r['server']} | {r['error']} | | | | | | |")
+            continue
+        out.append(
+            f"| {r['server']} | {r['sockets']:,} ({r['rooms']}) | {r['handshakes_s']} "
+            f"| {r['held']:,} | {r['rss_per_socket_kib']} "
+            f"| {r.get('rss_per_socket_kib_after_trim', '')} "
+            f"| {r['healthz_p50_ms']} / {r['healthz_max_ms']} ({r['healthz_checks']}, "
+            f"{r['healthz_failed']} failed) | {r['errors']} |"
         )
     return out

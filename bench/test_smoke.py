@@ -146,3 +146,23 @@ async def test_a_reconnect_storm_after_a_graceful_restart_loses_nothing() -> Non
     assert result["pages_complete"] == STORM and result["missing_messages"] == 0, result
     assert result["sent"] > 0 and result["not_accepted"] == 0, result
     assert result["online_count_exact"] == STORM and result["online_list_exact"] == STORM, result
+
+
+IDLE = 200  # sockets in the idle test
+
+
+async def test_idle_sockets_are_held_cheaply_and_healthz_answers_meanwhile() -> None:
+    """The idle phase in small (issue 16): 200 sockets in 2 rooms held for 2 s, /healthz
+    asked every 0.1 s meanwhile. Bounds are generous (the target is 32 KiB a socket at
+    10,000, and /healthz under 100 ms): they catch a regression, not a slow machine."""
+    work = Path(tempfile.mkdtemp(prefix="bench-smoke-idle-"))
+    base_db, _, sessions = servers.prepare_database(work, IDLE, rooms=2)
+    server = servers.start("ours", work, base_db)
+    try:
+        result = await measure.hold_idle(server, sessions, IDLE, room_size=100, hold_s=2.0)
+    finally:
+        server.stop()
+    assert result["held"] == IDLE and result["errors"] == 0, result
+    assert result["healthz_checks"] >= 5 and result["healthz_failed"] == 0, result
+    assert result["healthz_p50_ms"] < 1000, result
+    assert result["rss_per_socket_kib"] < 80, result
