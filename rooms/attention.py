@@ -450,14 +450,14 @@ class ActivityCoalescer:
         self.rooms: dict[int, _RoomTick] = {}
         self.tasks: set[asyncio.Task[bool]] = set()  # (the loop keeps weak references)
 
-    def add(self, room_id: int, slug: str, activity: AuthorActivity) -> None:
+    def add(self, room_id: int, slug: str, activity: AuthorActivity) -> "asyncio.Task[bool] | None":
+        """Send `activity` now (returns the publication's task) or with the tick (None)."""
         loop = asyncio.get_running_loop()
         now, tick = loop.time(), activity_tick()
         room = self.rooms.get(room_id)
         if room is None or (room.due is None and now - room.sent_at >= tick):
             self.rooms[room_id] = _RoomTick(slug, now)
-            self._send(room_id, slug, [activity])
-            return
+            return self._send(room_id, slug, [activity])
         same = room.pending.get(activity.author)
         if same is None:
             room.pending[activity.author] = activity
@@ -467,6 +467,7 @@ class ActivityCoalescer:
             same.mentions += activity.mentions
         if room.due is None:
             room.due = loop.call_at(room.sent_at + tick, self._flush, room_id)
+        return None
 
     def _flush(self, room_id: int) -> None:
         room = self.rooms[room_id]
@@ -478,17 +479,20 @@ class ActivityCoalescer:
         for quiet in [r for r, t in self.rooms.items() if t.due is None and t.sent_at < cutoff]:
             del self.rooms[quiet]
 
-    def _send(self, room_id: int, slug: str, activity: list[AuthorActivity]) -> None:
+    def _send(
+        self, room_id: int, slug: str, activity: list[AuthorActivity]
+    ) -> "asyncio.Task[bool] | None":
         try:
             html = services.render_fragment("room-activity", slug=slug, activity=activity)
         except Exception:
             log.exception("could not render the activity of %s", slug)
-            return
+            return None
         task = asyncio.get_running_loop().create_task(
             realtime.publish(services.activity_group(room_id), html), name="activity"
         )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
 
 # (Weak: a sync caller with no loop of its own runs each publication in a loop of its own.)
@@ -507,8 +511,11 @@ def activities() -> ActivityCoalescer:
 
 
 async def _coalesce(room_id: int, slug: str, activity: AuthorActivity) -> bool:
-    activities().add(room_id, slug, activity)
-    return True
+    """Whether the layer took it, when it left at once (a sync caller without a loop of
+    its own runs this in a loop that ends with it: it always leaves at once, and must be
+    sent before that loop ends); True when it waits for the tick."""
+    sent = activities().add(room_id, slug, activity)
+    return await sent if sent is not None else True
 
 
 def announce(message: Message) -> realtime.Publication:
@@ -516,7 +523,8 @@ def announce(message: Message) -> realtime.Publication:
     counts move on in each viewer's page (static/js/chat.js). Handed, after the commit,
     to the event loop's ActivityCoalescer: one rendering per room per tick, for every
     page. No seq: it is not a change of the pages' own room (HubSocket.caught_up_to).
-    The publication is done once the activity is queued (not when it leaves)."""
+    The publication is done when the activity left (False: the layer failed), or once
+    it is queued for the tick."""
     activity = AuthorActivity(
         author=message.author.username,
         seq=message.seq,
