@@ -236,7 +236,13 @@ def check_frames(image: Image.Image) -> None:
     took 15 s and 290 MB to re-encode). So every frame counts against the pixel limit,
     counted before any is decoded (Pillow reads the frames' headers only: 1.7 s for the
     500,000 one-pixel frames 10 MiB holds). And each frame costs its own work however
-    small (those 500,000 took 65 s): at most CHAT_ATTACHMENT_MAX_FRAMES."""
+    small (those 500,000 took 65 s): at most CHAT_ATTACHMENT_MAX_FRAMES.
+
+    A GIF's picture grows as a later frame reaches past it (Pillow follows), so the size
+    read at its first frame is not the size of the others (a 1x1 GIF whose second frame
+    was 1000x1000 passed as 102 pixels and took 5.8 s): each frame is counted at the size
+    the picture has at it, walking the frames' headers (Image.seek, which decodes
+    nothing) and stopping as soon as the sum is past the limit."""
     if image.format not in ANIMATED:
         return
     try:
@@ -248,8 +254,20 @@ def check_frames(image: Image.Image) -> None:
             f"animation too long: {frames:,} frames (at most "
             f"{settings.CHAT_ATTACHMENT_MAX_FRAMES:,})."
         )
-    if frames * image.width * image.height > settings.CHAT_ATTACHMENT_MAX_PIXELS:
-        raise animation_too_large(frames, image.width, image.height)
+    if frames == 1:
+        return
+    pixels = 0
+    try:
+        for index in range(frames):
+            image.seek(index)
+            pixels += image.width * image.height
+            if pixels > settings.CHAT_ATTACHMENT_MAX_PIXELS:
+                raise animation_too_large(frames, image.width, image.height)
+        image.seek(0)
+    except Image.DecompressionBombError:
+        raise animation_too_large(frames, image.width, image.height) from None
+    except (OSError, ValueError, SyntaxError, EOFError):
+        return  # a frame that cannot be read cannot be re-encoded: a plain file (inspect)
 
 
 # A progressive JPEG is decoded in as many passes over the whole picture as it has scans

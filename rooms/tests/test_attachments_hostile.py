@@ -50,6 +50,40 @@ def gif_with_frames(width: int, height: int, frames: int) -> bytes:
     return bytes(out + b"\x3b")
 
 
+def lzw_of_one_colour(pixels: int) -> bytes:
+    """GIF image data (LZW, minimum code size 2) of `pixels` pixels of colour 0: a clear
+    code before each pixel keeps every code 3 bits wide. Simple, if not small."""
+    bits = width = 0
+    packed = bytearray()
+    for code in [4, 0] * pixels + [5]:  # clear, colour 0, ..., end
+        bits |= code << width
+        width += 3
+        while width >= 8:
+            packed.append(bits & 0xFF)
+            bits >>= 8
+            width -= 8
+    packed += bytes([bits]) if width else b""
+    blocks = b"".join(
+        bytes([len(packed[i : i + 255])]) + packed[i : i + 255] for i in range(0, len(packed), 255)
+    )
+    return b"\x02" + blocks + b"\x00"
+
+
+def gif_that_grows(side: int, frames: int) -> bytes:
+    """An animation that says it is 1x1, whose second frame is side x side (the picture
+    grows to it), then `frames` one-pixel frames, each one now a side x side picture."""
+    delay = b"\x21\xf9\x04\x00\x01\x00\x00\x00"
+    out = bytearray(b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0))
+    out += b"\xff\x00\x00\x00\x00\xff\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    out += delay + b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    out += delay + b"\x2c" + struct.pack("<HHHHB", 0, 0, side, side, 0)
+    out += lzw_of_one_colour(side * side)
+    for n in range(frames):
+        out += delay + b"\x2c" + struct.pack("<HHHHB", n % side, 0, 1, 1, 0)
+        out += b"\x02\x02" + (b"\x44\x01" if n % 2 else b"\x4c\x01") + b"\x00"
+    return bytes(out + b"\x3b")
+
+
 def animated_gif(frames: int = 3, size: tuple[int, int] = (40, 30)) -> bytes:
     images = [Image.new("RGB", size, color) for color in ("red", "green", "blue")[:frames]]
     out = io.BytesIO()
@@ -178,6 +212,23 @@ def test_an_animation_of_many_tiny_frames_on_a_huge_canvas_is_refused_before_dec
     ]
     assert fragments.composer_value(response.content.decode()) == "look"
     assert not Attachment.objects.exists() and not stored_files(settings)
+
+
+def test_an_animation_whose_picture_grows_after_its_first_frame_is_counted_as_it_grows(
+    alice_client, lobby, settings
+):
+    """Its first frame says 1x1: counted at that size, 12 frames were 12 pixels (a 1000x1000
+    one of 102 frames, 755 KB, took 5.8 s to re-encode)."""
+    settings.CHAT_ATTACHMENT_MAX_PIXELS = 50_000
+    response = post_file(alice_client, lobby, "grows.gif", gif_that_grows(100, 10))
+    assert response.status_code == 400
+    assert fragments.composer_errors(response.content.decode()) == [
+        "animation too large: 12 frames of 100×100 pixels (at most 50,000 pixels in all its "
+        "frames)."
+    ]
+    assert post_file(alice_client, lobby, "fits.gif", gif_that_grows(100, 2)).status_code == 302
+    attachment = only_attachment()
+    assert (attachment.kind, attachment.width, attachment.height) == ("image", 100, 100)
 
 
 def test_an_animation_of_too_many_frames_is_refused_however_small(alice_client, lobby, settings):
