@@ -356,6 +356,9 @@ def reencode(image: Image.Image) -> tuple[bytes, int, int]:
     return out.getvalue(), upright.width, upright.height
 
 
+SIXTEEN_BIT_GREY = {"I;16", "I;16B", "I;16L", "I"}
+
+
 def thumbnail_of(data: bytes) -> tuple[bytes, str, int, int]:
     """A thumbnail (JPEG, or PNG where the image has transparency) no larger than
     CHAT_THUMBNAIL_SIZE square, of an image we stored (already upright, no metadata)."""
@@ -366,6 +369,10 @@ def thumbnail_of(data: bytes) -> tuple[bytes, str, int, int]:
         image.seek(0)
         image.draft("RGB", (settings.CHAT_THUMBNAIL_SIZE, settings.CHAT_THUMBNAIL_SIZE))
         small = image.copy()
+    if small.mode in SIXTEEN_BIT_GREY:
+        # 16-bit grey (a PNG from a scanner, a microscope): converted as it is, every
+        # value past 255 is white, so the preview was a white square. Scaled to 8 bits.
+        small = small.convert("I").point(lambda value: value * (1 / 256)).convert("L")
     size = settings.CHAT_THUMBNAIL_SIZE
     small.thumbnail((size, size))
     out = io.BytesIO()

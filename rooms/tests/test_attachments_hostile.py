@@ -438,6 +438,9 @@ def test_unusual_modes_are_stored_and_thumbnailed(alice_client, lobby, name, mak
     thumb = read_served(alice_client.get(attachment.thumbnail_url()))
     with Image.open(io.BytesIO(thumb)) as image:
         assert image.format == thumb_format and image.size == (40, 30)
+        if name == "deep.png":  # 40,000 of 65,535: a mid grey, not white (clipped at 255)
+            grey = image.convert("L").getpixel((20, 15))
+            assert isinstance(grey, int) and 140 <= grey <= 170, grey
 
 
 # Requests ----------------------------------------------------------------------------------
