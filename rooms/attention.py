@@ -47,7 +47,7 @@ import logging
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import reduce
+from functools import partial, reduce
 from operator import or_
 from typing import Any
 from urllib.parse import parse_qs
@@ -248,7 +248,19 @@ def publish_read(room: Room | int, user_ids: Sequence[int]) -> None:
         room = Room.objects.get(pk=room)
     html = services.render_fragment("room-read", room=room)
     for user_id in user_ids:
-        realtime.publish_on_commit(services.user_group(user_id), html)
+        publication = realtime.Publication()
+        send = partial(_read_after_activity, room.pk, services.user_group(user_id), html)
+        transaction.on_commit(lambda p=publication, s=send: p.start(s()))
+
+
+async def _read_after_activity(room_id: int, group: str, html: str) -> bool:
+    """Publish a read of the room once the room's activity this process still holds for
+    its tick has left: else a page would zero the room's counts, then count messages that
+    were read. (Another process's held activity can still come after it, within a tick.)"""
+    held = activities().send_pending(room_id)
+    if held is not None:
+        await held
+    return await realtime.publish(group, html)
 
 
 def first_unread(messages: Iterable[Message], before: ReadPosition | None, user: Any) -> int | None:
@@ -469,15 +481,24 @@ class ActivityCoalescer:
             room.due = loop.call_at(room.sent_at + tick, self._flush, room_id)
         return None
 
-    def _flush(self, room_id: int) -> None:
+    def send_pending(self, room_id: int) -> "asyncio.Task[bool] | None":
+        """Send what the room's tick holds now (its publication's task; None: nothing)."""
+        room = self.rooms.get(room_id)
+        if room is None or room.due is None:
+            return None
+        room.due.cancel()
+        return self._flush(room_id)
+
+    def _flush(self, room_id: int) -> "asyncio.Task[bool] | None":
         room = self.rooms[room_id]
         pending, room.pending, room.due = room.pending, {}, None
         room.sent_at = asyncio.get_running_loop().time()
-        self._send(room_id, room.slug, sorted(pending.values(), key=lambda a: a.seq))
+        task = self._send(room_id, room.slug, sorted(pending.values(), key=lambda a: a.seq))
         # (Rooms quiet for a tick are forgotten: their next message leaves at once.)
         cutoff = room.sent_at - activity_tick()
         for quiet in [r for r, t in self.rooms.items() if t.due is None and t.sent_at < cutoff]:
             del self.rooms[quiet]
+        return task
 
     def _send(
         self, room_id: int, slug: str, activity: list[AuthorActivity]

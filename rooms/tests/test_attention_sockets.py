@@ -274,3 +274,21 @@ async def test_a_rooms_activity_is_coalesced_per_tick_and_still_counts_every_mes
     assert renders["room-activity"] == 2  # six messages, two ticks: once each
     assert renders["message-oob"] == 6
     await bobs_rooms.assert_quiet()
+
+
+async def test_a_read_does_not_overtake_the_activity_held_for_the_tick(
+    connect, alice, bob, lobby, settings
+):
+    settings.CHAT_ACTIVITY_TICK = 60.0  # held until something sends it
+    bobs_rooms = await connect(bob, path="/ws/me/", query="rooms=lobby")
+    await db(services.post_message)(lobby, alice, "first: leaves at once")
+    await frames_until(bobs_rooms, "data-room-activity")
+    await db(services.post_message)(lobby, alice, "held for the tick")
+    await bobs_rooms.assert_quiet()
+
+    # bob reads the room (its page): his room list is told, after the held activity.
+    await db(attention.mark_read)(bob, lobby, await db(services.room_cursor)(lobby))
+    html = await frames_until(bobs_rooms, "data-room-read")
+    (held,) = activity_in(html)
+    assert (held["data-author"], held["data-count"]) == ("alice", "1")
+    assert html.index("data-room-activity") < html.index("data-room-read")
