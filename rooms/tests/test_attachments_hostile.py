@@ -5,6 +5,7 @@ requests, what happens after the fact, and the page. Each test is a hole that wa
 import io
 import struct
 import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -363,15 +364,27 @@ def test_a_broken_image_becomes_a_plain_file_not_an_error(
     assert read_served(response) == data
 
 
-def test_a_png_with_a_huge_compressed_text_chunk_is_not_decompressed(alice_client, lobby):
-    """zTXt/iCCP are decompressed by Pillow up to its MAX_TEXT_CHUNK only: 50 MB of zeros
-    (50 KB sent) do not become 50 MB in this process; the image is kept as a file."""
-    text = PngImagePlugin.PngInfo()
-    text.add_text("Comment", "\0" * 50_000_000, zip=True)
-    data = image_bytes(Image.new("RGB", (20, 20)), "PNG", pnginfo=text)
+def png_with_chunk_before_data(kind: bytes, data: bytes) -> bytes:
+    plain = image_bytes(Image.new("RGB", (20, 20)), "PNG")
+    body = kind + data
+    chunk = struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+    at = plain.index(b"IDAT") - 4  # before the image data, as iCCP must be
+    return plain[:at] + chunk + plain[at:]
+
+
+@pytest.mark.parametrize("kind", [b"zTXt", b"iCCP", b"iTXt"])
+def test_a_png_with_a_huge_compressed_chunk_is_not_decompressed(alice_client, lobby, kind):
+    """zTXt, iCCP and iTXt are decompressed by Pillow up to its MAX_TEXT_CHUNK only: 50 MB
+    of zeros (50 KB sent) do not become 50 MB in this process."""
+    zeros = zlib.compress(b"\0" * 50_000_000, 9)
+    header = {b"zTXt": b"Comment\0\0", b"iCCP": b"icc\0\0", b"iTXt": b"Comment\0\1\0\0\0"}
+    data = png_with_chunk_before_data(kind, header[kind] + zeros)
     assert len(data) < 200_000
-    assert post_file(alice_client, lobby, "ztxt.png", data).status_code == 302
-    assert only_attachment().kind == "file"
+    response = post_file(alice_client, lobby, "chunk.png", data)
+    assert response.status_code == 302
+    attachment = only_attachment()
+    served = read_served(alice_client.get(attachment.url()))
+    assert len(served) < 200_000  # neither the chunk nor what it unpacks to
 
 
 def test_a_webp_declaring_a_huge_picture_is_refused(alice_client, lobby):
