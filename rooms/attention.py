@@ -45,7 +45,7 @@ notification. A room never opened behaves as "mentions only".
 import asyncio
 import logging
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial, reduce
 from operator import or_
@@ -248,9 +248,14 @@ def publish_read(room: Room | int, user_ids: Sequence[int]) -> None:
         room = Room.objects.get(pk=room)
     html = services.render_fragment("room-read", room=room)
     for user_id in user_ids:
-        publication = realtime.Publication()
-        send = partial(_read_after_activity, room.pk, services.user_group(user_id), html)
-        transaction.on_commit(lambda p=publication, s=send: p.start(s()))
+        read = partial(_read_after_activity, room.pk, services.user_group(user_id), html)
+        transaction.on_commit(partial(_start, realtime.Publication(), read))
+
+
+def _start(
+    publication: realtime.Publication, send: Callable[[], Coroutine[Any, Any, bool]]
+) -> None:
+    publication.start(send())
 
 
 async def _read_after_activity(room_id: int, group: str, html: str) -> bool:
