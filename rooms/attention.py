@@ -429,7 +429,7 @@ def notify(message: Message, people: Sequence[Any]) -> list[realtime.Publication
 
 def activity_tick() -> float:
     """A room's activity leaves a process at most once per this many seconds."""
-    return float(getattr(settings, "CHAT_ACTIVITY_TICK", 1.0))
+    return float(settings.CHAT_ACTIVITY_TICK)
 
 
 @dataclass

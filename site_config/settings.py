@@ -374,6 +374,9 @@ CHAT_PRESENCE_LEAVE_GRACE = setting(
 )
 # Joins and leaves are sent once per tick per room, however many there were.
 CHAT_PRESENCE_TICK = 0.25
+# A room's activity (the room lists' unread counts) leaves each process at most once per
+# this many seconds; the first message after a quiet tick goes at once (rooms/attention.py).
+CHAT_ACTIVITY_TICK = 1.0
 # "ann is typing…": at most one per user per room this many seconds apart (the page
 # shows it a little longer), and none in a room with more than this many online.
 CHAT_TYPING_INTERVAL = 3.0
