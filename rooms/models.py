@@ -125,7 +125,9 @@ class Message(models.Model):
         if self.seq is not None:
             super().save(*args, **kwargs)
             return
-        with transaction.atomic():
+        # No savepoint (inside post_message's transaction it was two more statements
+        # per message, ~80 us): a failure here fails the whole transaction it is in.
+        with transaction.atomic(savepoint=False):
             self.seq = self.changed_seq = Room.take_seq(self.room_id)
             super().save(*args, **kwargs)
 
