@@ -124,6 +124,18 @@ class HubSocket(AsyncWebsocketConsumer):
         self.closing = True
         await super().close(code, reason)
 
+    async def send(  # type: ignore[override]  # (channels' stub says it is not async)
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        """Text goes out as one frame written at once (realtime/writes.py), as the hub's
+        do: a reply, a catch-up's frames. Anything else, or a connection that cannot take
+        it so (not open yet, not Daphne's), the usual way."""
+        if text_data is not None and bytes_data is None and not close:
+            sent = writes.send_frame(self.base_send, writes.Frame(text_data))
+            if sent:
+                return
+        await super().send(text_data, bytes_data, close)
+
     # Events --------------------------------------------------------------------------
 
     async def dispatch(self, message: dict[str, Any]) -> None:
