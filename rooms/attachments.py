@@ -296,6 +296,13 @@ def check_scans(upload: Upload) -> None:
         )
 
 
+# A picture at the pixel limit takes about half a gigabyte while it is decoded, and every
+# request runs in a thread of its own: at most this many decodes at once per process (the
+# re-encode on the request path and the thumbnails made here), the others wait their turn,
+# so memory stays bounded however many large uploads arrive together.
+DECODING = threading.BoundedSemaphore(2)
+
+
 def inspect(upload: Upload, name: str) -> Inspected:
     """What the upload is. An image (by its content, as Pillow reads it) comes back
     re-encoded: upright, without metadata. Anything else (or an image Pillow cannot
@@ -303,6 +310,11 @@ def inspect(upload: Upload, name: str) -> Inspected:
     downloads."""
     check_scans(upload)
     upload.seek(0)
+    with DECODING:
+        return _inspect(upload, name)
+
+
+def _inspect(upload: Upload, name: str) -> Inspected:
     image = open_image(Borrowed(upload))
     if image is not None:
         try:
@@ -362,6 +374,11 @@ SIXTEEN_BIT_GREY = {"I;16", "I;16B", "I;16L", "I"}
 def thumbnail_of(data: bytes) -> tuple[bytes, str, int, int]:
     """A thumbnail (JPEG, or PNG where the image has transparency) no larger than
     CHAT_THUMBNAIL_SIZE square, of an image we stored (already upright, no metadata)."""
+    with DECODING:
+        return _thumbnail_of(data)
+
+
+def _thumbnail_of(data: bytes) -> tuple[bytes, str, int, int]:
     image = open_image(io.BytesIO(data))
     if image is None:
         raise ValueError("not an image")
