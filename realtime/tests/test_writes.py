@@ -15,7 +15,15 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.selectreactor import SelectReactor
 
 from realtime import limits, writes
-from realtime.tests.loopback import Socket, close_socket, daphne_server, open_socket, texts
+from realtime.consumer import HubSocket
+from realtime.tests.loopback import (
+    Socket,
+    close_socket,
+    daphne_server,
+    open_socket,
+    opened,
+    texts,
+)
 from realtime.tests.versions import another_version_tested, assert_allowed, assert_refused, keep
 
 
@@ -235,3 +243,40 @@ def test_an_untested_autobahn_is_refused_before_anything_is_patched(monkeypatch,
     upstream_write = tcp.Connection.write
     assert_refused(writes.install, "send_frame (realtime/writes.py)", "autobahn")
     assert tcp.Connection.write is upstream_write and not writes._framed_sends
+
+
+class Echo(HubSocket):
+    """A HubSocket that answers each frame with its text in capitals."""
+
+    async def connect(self) -> None:
+        await self.accept()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await self.send(text_data=(text_data or "").upper())
+
+
+async def test_a_sockets_own_text_is_written_as_a_frame(monkeypatch) -> None:
+    monkeypatch.setattr(tcp.Connection, "write", writes.write_now)
+    monkeypatch.setattr(writes, "_framed_sends", True)
+    monkeypatch.setattr(writes, "_handle_reply", Server.handle_reply)
+    framed = []
+    send_frame = writes.send_frame
+
+    def counting(send: Any, frame: writes.Frame) -> bool:
+        framed.append(sent := send_frame(send, frame))
+        return sent
+
+    monkeypatch.setattr(writes, "send_frame", counting)
+    ws = await open_socket(daphne_server(Echo.as_asgi(), FramedProtocol))
+    try:
+        await opened(ws)
+        ws.send_text("hello", "é ✓")
+        got: list[str] = []
+        async with asyncio.timeout(2):
+            while len(got) < 2:
+                got += texts(ws.received())
+                await asyncio.sleep(0.01)
+        assert got == ["HELLO", "É ✓"]
+        assert framed == [True, True]  # both written as frames, not through Daphne's send
+    finally:
+        close_socket(ws)
