@@ -72,7 +72,7 @@ class RoomConsumer(HubSocket):
     room: Room | None = None  # set once the socket is let in
     user: Any = None  # the scope's user (a lazy object), set on connect
     reads = False  # its page shows the room's newest messages: what it gets is read
-    counted = False  # in presence.local_sockets
+    counted = False  # by presence.counted_in
     _empty_composer = ""
 
     @property
@@ -127,7 +127,7 @@ class RoomConsumer(HubSocket):
                 have=_int_set_param(self.scope, "have", limit=settings.CHAT_CATCHUP_LIMIT),
             )
         )
-        presence.local_sockets[self.room.pk] += 1  # (its room's presence tick: presence.py)
+        presence.counted_in()  # (the presence ticks slow down as the process fills up)
         self.counted = True
         await self.catch_up(self.room, arrived.state, arrived.settled)
         self.opened()
@@ -186,7 +186,7 @@ class RoomConsumer(HubSocket):
             if self.reads:
                 await attention.reads().flush()  # what it read, written now
             if self.counted:
-                presence.local_sockets[self.room.pk] -= 1
+                presence.counted_out()
             await presence.departed(self.room, self.user, self.socket_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

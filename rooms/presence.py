@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -254,24 +254,36 @@ def render_changes(room: Room, changes: list[Change]) -> str:
     )
 
 
-# A room's ticks slow down as it grows: each tick is a frame to every socket in it, so a
-# room of N sockets is sent at most this many presence frames a second by a process
-# (N / this seconds between ticks, never less than CHAT_PRESENCE_TICK). Over a connect
-# storm of N sockets that makes the frames grow O(N), not O(N^2): 1,000 sockets keep
-# the 0.25 s tick, 10,000 get one every 2.5 s.
+# Ticks slow down as the process fills up: each tick of a room is a frame to every socket
+# in it, so this process's sockets are sent at most this many presence frames a second in
+# all (its socket count / this seconds between a room's ticks, never less than
+# CHAT_PRESENCE_TICK). A storm of N joins then costs O(N) presence frames, not O(N^2);
+# and in a long storm over many rooms (10,000 reconnecting sockets, ten rooms of 1,000),
+# a tick per room every 0.25 s was millions of frames, most of the server's time.
+# 1,000 sockets keep the 0.25 s tick; 10,000 get one every 2.5 s.
 PRESENCE_FRAMES_PER_SECOND = 4000
 
-# This process's room sockets per room id (rooms/entering.py counts them in and out).
-local_sockets: Counter[int] = Counter()
+# This process's room sockets (rooms/consumers.py counts them in and out).
+_local_sockets = 0
 
 
-def tick_for(room_id: int) -> float:
+def counted_in() -> None:
+    global _local_sockets
+    _local_sockets += 1
+
+
+def counted_out() -> None:
+    global _local_sockets
+    _local_sockets = max(0, _local_sockets - 1)
+
+
+def tick() -> float:
     """Seconds between two presence fragments of a room (see PRESENCE_FRAMES_PER_SECOND)."""
-    return max(settings.CHAT_PRESENCE_TICK, local_sockets[room_id] / PRESENCE_FRAMES_PER_SECOND)
+    return max(settings.CHAT_PRESENCE_TICK, _local_sockets / PRESENCE_FRAMES_PER_SECOND)
 
 
 class Announcer:
-    """Collects joins and leaves and sends each room's as one fragment per tick (`tick_for`).
+    """Collects joins and leaves and sends each room's as one fragment per tick (`tick`).
 
     A join and a leave of the same user within one tick cancel out: the others' view
     did not change. The rooms due in a tick are rendered in one database call.
@@ -307,7 +319,7 @@ class Announcer:
         due: dict[int, dict[int, Change]] = {}
         later = 0.0
         for room_id, changes in list(self.pending.items()):
-            wait = self.sent_at.get(room_id, -1e9) + tick_for(room_id) - now
+            wait = self.sent_at.get(room_id, -1e9) + tick() - now
             if due_only and wait > 0:
                 later = min(later, wait) if later else wait
                 continue
@@ -430,6 +442,8 @@ async def _beat_forever() -> None:
 
 def reset() -> None:
     """Forget the loop-bound state (tests: each has its own event loop)."""
+    global _local_sockets
     _heartbeats.clear()
     _announcers.clear()
+    _local_sockets = 0
     _tasks.clear()
