@@ -270,17 +270,23 @@ async def healthz_ms(port: int, timeout: float = 5.0) -> float:
 
 async def probe_healthz(port: int, seconds: float, every_s: float = 0.1) -> dict[str, Any]:
     """/healthz every `every_s` for `seconds`: p50 and max latency, and failures."""
-    latencies = []
-    deadline = time.monotonic() + seconds
+    latencies, start = [], time.monotonic()
+    deadline = start + seconds
     while time.monotonic() < deadline:
-        latencies.append(await healthz_ms(port))
+        at = time.monotonic() - start
+        latencies.append((at, await healthz_ms(port)))
         await asyncio.sleep(every_s)
-    ok = [ms for ms in latencies if ms != float("inf")]
+    ok = [ms for _, ms in latencies if ms != float("inf")]
     return {
         "healthz_checks": len(latencies),
         "healthz_failed": len(latencies) - len(ok),
         "healthz_p50_ms": round(percentile(ok, 50), 2),
         "healthz_max_ms": round(max(ok, default=float("nan")), 2),
+        "healthz_over_100ms": sum(1 for ms in ok if ms >= 100),
+        # (seconds into the hold, ms) of the slowest: a periodic cause shows as a pattern
+        "healthz_slowest": [
+            (round(at, 1), round(ms, 1)) for at, ms in sorted(latencies, key=lambda x: -x[1])[:5]
+        ],
     }
 
 

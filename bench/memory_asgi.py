@@ -165,7 +165,9 @@ def diff(sockets: int, referrers: tuple[str, ...] = ()) -> dict[str, Any]:
         {
             "traced_bytes_per_socket": round(total / per),
             "by_component": {
-                k: round(v / per) for k, v in sorted(by_component.items(), key=lambda kv: -kv[1])
+                k: round(v / per)
+                for k, v in sorted(by_component.items(), key=lambda kv: -kv[1])
+                if abs(v) >= per  # (a byte a socket or more)
             },
             "by_file": {k: round(v / per) for k, v in by_file.most_common(25)},
             "by_line": {k: round(v / per) for k, v in by_line.most_common(40)},
