@@ -75,12 +75,13 @@ def write_now(self: tcp.Connection, data: bytes) -> None:
 # (daphne/server.py `create_application`); `send_frame` finds the connection there and
 # takes the path Daphne's `websocket.send` would take to autobahn's `sendData`:
 # `handle_reply` (nothing for a connection gone), `serverSend` with realtime/limits.py's
-# checks (`refuses_send`), `sendMessage` (raises unless STATE_OPEN; compresses if
-# permessage-deflate was negotiated, `_perMessageCompress`, which Daphne never offers;
-# `autoFragmentSize` 0: one frame), `sendFrame` (server frames are not masked), `sendData`
-# (`transport.write` unless `send_queue` holds something). Anything else (not Daphne's
-# send, a connection not open, compression, a queue, no limits) returns False and the
-# caller sends the usual way. Tested against FRAMES_TESTED_VERSIONS (realtime/upstream.py).
+# checks (`refuses_send`), `sendMessage` (raises unless STATE_OPEN, or for a message over
+# `maxMessagePayloadSize`; compresses if permessage-deflate was negotiated,
+# `_perMessageCompress`, which Daphne never offers; `autoFragmentSize` 0: one frame),
+# `sendFrame` (server frames are not masked), `sendData` (`transport.write` unless
+# `send_queue` holds something). Anything else (not Daphne's send, a connection not open,
+# a message too big, compression, a queue, no limits) returns False and the caller sends
+# it the usual way. Tested against FRAMES_TESTED_VERSIONS (realtime/upstream.py).
 
 _framed_sends = False  # set by install(), under Daphne on the tested versions
 
@@ -89,11 +90,12 @@ class Frame:
     """One WebSocket text message, encoded and framed once for every socket it goes to
     (lazily: a run whose every socket takes the usual path never frames it)."""
 
-    __slots__ = ("_data", "text")
+    __slots__ = ("_data", "size", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._data: bytes | None = None
+        self.size = 0  # the payload's bytes, once framed
 
     @property
     def data(self) -> bytes:
@@ -101,8 +103,9 @@ class Frame:
             from autobahn.websocket.protocol import PreparedMessage
 
             # Text, unmasked (a server's), never compressed: one complete frame.
-            prepared = PreparedMessage(self.text.encode(), False, False, True)
-            self._data = prepared.payloadHybi
+            payload = self.text.encode()
+            self._data = PreparedMessage(payload, False, False, True).payloadHybi
+            self.size = len(payload)
         return self._data
 
 
@@ -122,8 +125,11 @@ def send_frame(send: Any, frame: Frame) -> bool:
         or not getattr(protocol, "_socket_limits", False)
     ):
         return False
+    data = frame.data
+    if 0 < protocol.maxMessagePayloadSize < frame.size:
+        return False  # (autobahn refuses it, raising PayloadExceededError)
     if not limits.refuses_send(protocol):
-        protocol.transport.write(frame.data)
+        protocol.transport.write(data)
     return True
 
 

@@ -217,6 +217,14 @@ async def test_a_connection_that_is_not_plainly_open_takes_the_usual_path(ws) ->
     assert wire(ws) == b""
 
 
+async def test_a_message_over_the_size_limit_takes_the_usual_path(ws) -> None:
+    ws, send = ws
+    ws.protocol.maxMessagePayloadSize = 100  # Daphne's --websocket-max-message-size
+    assert writes.send_frame(send, writes.Frame("x" * 100))
+    assert not writes.send_frame(send, writes.Frame("é" * 51))  # 102 bytes: autobahn raises
+    assert texts((ws.client.receive_data(wire(ws)), ws.client.events_received())[1]) == ["x" * 100]
+
+
 async def test_a_socket_that_does_not_read_is_dropped_as_by_a_send(ws, settings) -> None:
     ws, send = ws
     settings.CHAT_SOCKET_MAX_BUFFERED_BYTES = 64 * 1024
@@ -255,6 +263,7 @@ class Echo(HubSocket):
         await self.send(text_data=(text_data or "").upper())
 
 
+@pytest.mark.django_db  # (channels closes old database connections around handlers)
 async def test_a_sockets_own_text_is_written_as_a_frame(monkeypatch) -> None:
     monkeypatch.setattr(tcp.Connection, "write", writes.write_now)
     monkeypatch.setattr(writes, "_framed_sends", True)
