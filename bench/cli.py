@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--senders", type=int, default=10, help="sockets that send (S)")
     parser.add_argument("--idle", type=int, help="idle sockets to hold (0: skip the phase)")
-    parser.add_argument("--connect", type=int, help="sockets in the timed connect")
+    parser.add_argument("--connect", type=int, help="sockets in the timed connect (0: skip it)")
     parser.add_argument("--idle-hold", type=float, help="seconds the idle sockets are held")
     parser.add_argument(
         "--idle-room-size", type=int, default=1000, help="idle sockets to a room (ours)"
