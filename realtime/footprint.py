@@ -8,7 +8,8 @@ grouped by who allocated) found three upstream costs that buy an idle socket not
    gives every connection an `asyncio.Queue()`: three `collections.deque`s (items,
    getters, putters) of a 64-slot block each, ~3.2 KiB per socket, to carry a connect, a
    few frames and a disconnect. `SlimQueue` is the same queue for its one consumer, on
-   a list: ~0.2 KiB. No upstream issue found as of 2026-11.
+   a list: ~0.2 KiB. No upstream issue names it as of 2026-11 (django/daphne#373 reports
+   memory per connection in general).
 2. The HTTP request that was upgraded. Twisted's `HTTPChannel` registers itself as its
    transport's producer when the connection opens (twisted/web/http.py line 2354), and
    Daphne's `WebRequest.process` (daphne/http_protocol.py line 118) hands the transport
@@ -16,15 +17,16 @@ grouped by who allocated) found three upstream costs that buy an idle socket not
    channel, which keeps its `WebRequest` (headers, body buffer, the request line):
    ~2.5 KiB per socket, for the socket's life. After the upgrade the channel is still
    "handling a request" (never finished), so as a producer it pauses nothing: letting it
-   go changes no behaviour. No upstream issue found as of 2026-11 (django/daphne#322 is
-   about upgraded connections' bookkeeping, not this reference).
+   go changes no behaviour. No upstream issue names it as of 2026-11 (django/daphne#373,
+   as above).
 3. autobahn's per-connection copy of its factory's options. `_connectionMade`
    (autobahn/websocket/protocol.py line 1117) copies each of `CONFIG_ATTRS` (~30
    options) from the factory onto the protocol instance, unless the protocol already
    has the attribute. Daphne's factory is configured once, so each factory's protocol
    class gets them as class attributes instead (a subclass per factory, made on its
-   first connection): ~1 KiB less per instance dict. autobahn documents per-instance
-   options as overriding the factory's; none are set per instance here.
+   first connection): ~1 KiB less per instance dict. (autobahn's own comment there says
+   options set on the protocol override the factory's; the per-factory subclass is such a
+   setting, with the factory's values.) Not an upstream bug: a cost of its design.
 
 Written and tested against TESTED_VERSIONS; relies on daphne's `Server.create_application`
 (its body copied below with the queue swapped), `WebRequest.process` leaving
