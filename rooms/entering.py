@@ -146,13 +146,14 @@ def arrive_many(asked: list[Arrival]) -> list[Arrived]:
     cursors = {pk: services.room_cursor(room) for pk, room in rooms.items()}
     settled = {}
     for pk, room in rooms.items():
-        online = presence.online_users(room)
+        # (The list's first CHAT_ONLINE_LIST_LIMIT: every connect is sent it, see OnlineList.)
+        online = presence.online_list(room)
         settled[pk] = services.render_fragment(
             "caught-up",
             room=room,
             cursor=cursors[pk],
-            online_users=online,
-            online_items=presence.online_entries(online),
+            online_items=presence.online_entries(online.users),
+            **online.context(),
         )
     return [
         Arrived(

@@ -74,11 +74,52 @@ def _online(rows: QuerySet[Connection]) -> QuerySet[Connection]:
     )
 
 
-def online_users(room: Room) -> list[Any]:
+def online_people(room: Room) -> QuerySet[Any]:
+    """Everyone online in `room`, by username (the online list's order)."""
     online = _online(room.connections.all()).values("user_id")
     # (Only what the list shows: a connect storm reads it once per batch of sockets.)
     users = get_user_model().objects.filter(pk__in=online).only("id", "username")
-    return list(users.order_by("username"))
+    return users.order_by("username")
+
+
+def online_users(room: Room) -> list[Any]:
+    """Everyone online in `room` (@here; the list a page shows is `online_list`)."""
+    return list(online_people(room))
+
+
+@dataclass(frozen=True)
+class OnlineList:
+    """What a room's online list shows whole (room.html#online-users): its first
+    CHAT_ONLINE_LIST_LIMIT people, and how many are online. Every page and every
+    connect's catch-up carries it, so its size must not grow with the room: whole, it was
+    ~150 KB at 1,000 online and past the 1 MiB a socket may leave unread at ~7,000, and a
+    connect storm's bytes grew O(N^2). The rest are "and N more", a link to the room's
+    /online/ page."""
+
+    users: list[Any]
+    count: int
+
+    @property
+    def more(self) -> int:
+        """How many are online past the list's limit (the "and N more")."""
+        return more_than_listed(self.count)
+
+    def context(self) -> dict[str, Any]:
+        """The online-users partial's context (with the room and, optionally, the
+        entries kept by `online_entries` as `online_items`)."""
+        return {"online_users": self.users, "online_count": self.count, "online_more": self.more}
+
+
+def more_than_listed(count: int) -> int:
+    return max(0, count - settings.CHAT_ONLINE_LIST_LIMIT)
+
+
+def online_list(room: Room) -> OnlineList:
+    # (Two reads: whoever comes or goes between them has a presence fragment on its way,
+    # which sets the count and the entry right.)
+    count = online_count(room)
+    users = list(online_people(room)[: settings.CHAT_ONLINE_LIST_LIMIT])
+    return OnlineList(users, count)
 
 
 # Each user's entry in an online list (room.html#online-user), rendered once and kept: a
@@ -249,8 +290,15 @@ def render_changes(room: Room, changes: list[Change]) -> str:
     joined = [c.user for c in changes if c.event == "joined"]
     left = [c.user for c in changes if c.event == "left"]
     lines = [(people, event) for people, event in ((joined, "joined"), (left, "left")) if people]
+    count = online_count(room)
     return services.render_fragment(
-        "presence-oob", joined=joined, left=left, lines=lines, online_count=online_count(room)
+        "presence-oob",
+        room=room,
+        joined=joined,
+        left=left,
+        lines=lines,
+        online_count=count,
+        online_more=more_than_listed(count),
     )
 
 

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.room_list, name="list"),
     path("<str:slug>/", views.room_detail, name="detail"),
     path("<str:slug>/messages/", views.post_message, name="post"),
+    path("<str:slug>/online/", views.online, name="online"),
     path("<str:slug>/messages/<int:message_id>/", views.message_permalink, name="message"),
     path("<str:slug>/messages/<int:message_id>/edit/", views.edit_message, name="edit_message"),
     path(

@@ -4,10 +4,11 @@ from datetime import date
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.core.paginator import InvalidPage
+from django.core.paginator import InvalidPage, Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -29,6 +30,8 @@ from rooms.models import Message, PrivateMessage, ReadPosition, Room
 # The room page's sidebar lists at most this many of the user's rooms ("All rooms…" has
 # the rest): a page's size must not grow with how many rooms someone is in.
 SIDEBAR_ROOMS = 20
+# People per page of a room's /online/ (everyone online, past the room page's list).
+ONLINE_PAGE_SIZE = 200
 # A message id in a URL: digits, short enough for a 64-bit integer column.
 MESSAGE_ID = re.compile(r"[0-9]{1,18}")
 
@@ -139,6 +142,21 @@ def message_permalink(request: SignedInRequest, slug: str, message_id: int) -> H
     response = _render_room(request, room, ComposerForm(), history=history)
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+@login_required
+@require_GET
+def online(request: SignedInRequest, slug: str) -> HttpResponse:
+    """Everyone online in the room, by name, ONLINE_PAGE_SIZE a page (`?page=N`): where
+    the room's capped online list ("and N more") links. Private rooms as for the room
+    (404); a page that is not there, 404."""
+    room = _room_or_404(slug, request.user)
+    paginator = Paginator(presence.online_people(room), ONLINE_PAGE_SIZE)
+    try:
+        page = paginator.page(request.GET.get("page") or 1)
+    except InvalidPage:
+        raise Http404("No such page of people.") from None
+    return render(request, "rooms/online.html", {"room": room, "page": page})
 
 
 @login_required
@@ -427,7 +445,10 @@ def _render_room(
         "messages": history.messages,
         "history": history,
         "cursor": cursor,
-        "online_users": presence.online_users(room),
+        # The first CHAT_ONLINE_LIST_LIMIT online, the count, "and N more" (OnlineList);
+        # the limit also goes to the page's style (room.html's viewer_style).
+        **presence.online_list(room).context(),
+        "online_limit": settings.CHAT_ONLINE_LIST_LIMIT,
         "my_rooms": my_rooms,
         # The sidebar's other rooms, whose activity the socket follows (their counts).
         "activity_rooms": ",".join(other.slug for other in my_rooms if other.pk != room.pk),

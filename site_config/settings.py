@@ -391,6 +391,11 @@ CHAT_ROOMS_PER_USER_PER_DAY = setting(
     env.int, "CHAT_ROOMS_PER_USER_PER_DAY", 10, validate=at_least_zero
 )
 CHAT_ROOMS_PAGE_SIZE = setting(env.int, "CHAT_ROOMS_PAGE_SIZE", 50, validate=positive)
+# A room's online list shows its first this many people (by name) and "and N more" linking
+# to /rooms/<slug>/online/: every page and every connect's catch-up carries the list, and
+# whole it grew with the room (150 KB at 1,000 online, past the 1 MiB a socket may leave
+# unread at ~7,000; a connect storm's bytes O(N^2)). The count is always exact.
+CHAT_ONLINE_LIST_LIMIT = setting(env.int, "CHAT_ONLINE_LIST_LIMIT", 100, validate=positive)
 # What one socket may cost (realtime/limits.py, rooms/consumers.py). Closed with
 # 1008: a socket with more than CHAT_SOCKET_MAX_QUEUED_FRAMES frames (or _BYTES) waiting
 # for its consumer, or sending past its frame budget (a burst, then a sustained rate), and a

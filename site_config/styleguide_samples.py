@@ -55,6 +55,7 @@ ALONE = {
         "cursor",
         "caught-up",
         "online-users",
+        "online-more",
         "room-activity",
         "room-read",
         "mention-notification",
@@ -380,6 +381,8 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
                 "joined": crowd[:2],
                 "left": [bob],
                 "online_count": 7,
+                "online_more": 0,
+                "room": room,
                 "lines": [(crowd[:2], "joined"), ([bob], "left")],
             },
             frame="log",
@@ -439,7 +442,13 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
         Sample(
             f"{ROOM}#caught-up",
             "the cursor and who is online, after a catch-up",
-            {"cursor": 4_321, "online_users": [me, ann, bob]},
+            {
+                "cursor": 4_321,
+                "room": room,
+                "online_users": [me, ann, bob],
+                "online_count": 3,
+                "online_more": 0,
+            },
             frame="sidebar",
             pushed=True,
         ),
@@ -461,12 +470,42 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
 
     # People and rooms ----------------------------------------------------------------------
     people = [
-        Sample(f"{ROOM}#online-users", "one online", {"online_users": [me]}, frame="sidebar"),
+        Sample(
+            f"{ROOM}#online-users",
+            "one online",
+            {"room": room, "online_users": [me], "online_count": 1, "online_more": 0},
+            frame="sidebar",
+        ),
         Sample(
             f"{ROOM}#online-users",
             "60 online, one long name",
-            {"online_users": [me, long_named, *crowd[:58]]},
+            {
+                "room": room,
+                "online_users": [me, long_named, *crowd[:58]],
+                "online_count": 60,
+                "online_more": 0,
+            },
             frame="sidebar",
+        ),
+        # (A page lists CHAT_ONLINE_LIST_LIMIT, 100 by default; five here, to see the end.)
+        Sample(
+            f"{ROOM}#online-users",
+            "more online than listed: the first 5 of 1234, and 1229 more",
+            {"room": room, "online_users": crowd[:5], "online_count": 1234, "online_more": 1229},
+            frame="sidebar",
+        ),
+        Sample(
+            f"{ROOM}#online-more",
+            "and 1229 more (a link to everyone online)",
+            {"room": room, "online_more": 1229},
+            frame="sidebar",
+        ),
+        Sample(
+            f"{ROOM}#online-more",
+            "everyone listed (empty: hidden)",
+            {"room": room, "online_more": 0},
+            frame="sidebar",
+            invisible=True,
         ),
         Sample(
             f"{ROOM}#online-user", "one person", {"person": ann}, template=f"{FRAMES}#online-user"

@@ -1,0 +1,198 @@
+"""A bounded online list (issue 16's follow-up): the room page and every connect's catch-up
+list the first CHAT_ONLINE_LIST_LIMIT people online, the exact count, and "and N more"
+linking to the room's /online/ page, which lists everyone (rooms/presence.py OnlineList)."""
+
+import pytest
+from channels.db import database_sync_to_async as db
+from pytest_django.asserts import assertRedirects
+
+from rooms import presence, views
+from rooms.models import Room
+from rooms.presence import Change
+from rooms.tests import fragments
+
+pytestmark = pytest.mark.django_db
+
+# Five online, by name; "<b>eve</b>" sorts first ("<" before letters) and must stay text.
+NAMES = ["<b>eve</b>", "alice", "bob", "carol", "dave"]
+
+
+@pytest.fixture
+def limit(settings) -> int:
+    settings.CHAT_ONLINE_LIST_LIMIT = 3
+    return 3
+
+
+@pytest.fixture
+def five_online(lobby, alice, make_user) -> list:
+    people = [alice] + [make_user(name) for name in NAMES if name != "alice"]
+    for person in people:
+        presence.arrive(lobby, person, f"socket-{person.pk}")
+    return people
+
+
+def more_line(html: str) -> fragments.Element:
+    return fragments.parse(html).one_by_id("online-more")
+
+
+# The room page ----------------------------------------------------------------------------
+
+
+def test_the_page_lists_the_first_people_and_links_to_the_rest(
+    login, alice, lobby, limit, five_online
+) -> None:
+    html = login(alice).get("/rooms/lobby/").content.decode()
+
+    assert fragments.online_usernames(html) == NAMES[:3]  # in the list's order, escaped
+    assert "<b>eve</b>" not in html
+    document = fragments.parse(html)
+    assert document.one_by_id("online-count").text == "5"  # everyone
+    more = document.one_by_id("online-more")
+    assert more.text == "and 2 more online in #lobby"  # (its last words are for screen readers)
+    assert more.one("a").attr("href") == "/rooms/lobby/online/"
+    assert more.one("a").one(class_="visually-hidden").text == "online in #lobby"
+    # Joins are appended past the limit later: the page's own style hides them.
+    style = document.one("style").text
+    assert "#online-list > li:nth-child(n+4) { display: none; }" in style
+    # The list is no live region (presence is announced by the log's lines).
+    section = document.one_by_id("online-users")
+    assert "aria-live" not in section.attrs and "role" not in section.attrs
+
+
+def test_at_the_limit_everyone_is_listed_and_there_is_no_more_line(
+    login, alice, lobby, settings, five_online
+) -> None:
+    settings.CHAT_ONLINE_LIST_LIMIT = 5
+    html = login(alice).get("/rooms/lobby/").content.decode()
+
+    assert fragments.online_usernames(html) == NAMES
+    more = more_line(html)  # still there, empty (hidden), for a presence fragment to replace
+    assert more.children == [] and more.text == ""
+
+
+# The presence fragment of each tick ---------------------------------------------------------
+
+
+def test_the_presence_fragment_replaces_the_count_and_the_more_line(
+    lobby, make_user, limit, five_online
+) -> None:
+    frank = make_user("frank")
+    presence.arrive(lobby, frank, "franks-socket")
+
+    html = presence.render_changes(lobby, [Change(lobby, frank, "joined")])
+
+    update = fragments.presence_update(html)
+    assert update.count == "6"
+    assert update.appended_usernames == ["frank"]  # appended (hidden past the limit)
+    more = more_line(html)
+    assert more.attrs["hx-swap-oob"] == "true"
+    assert "data-oob-optional" in more.attrs  # (a page rendered before it existed)
+    assert more.text == "and 3 more online in #lobby"
+    assert more.one("a").attr("href") == "/rooms/lobby/online/"
+
+
+def test_down_to_the_limit_the_presence_fragment_empties_the_more_line(
+    lobby, limit, five_online
+) -> None:
+    gone = five_online[-2:]
+    lobby.connections.filter(user__in=gone).delete()  # (as a settled departure leaves it)
+
+    html = presence.render_changes(lobby, [Change(lobby, person, "left") for person in gone])
+
+    assert fragments.presence_update(html).count == "3"
+    more = more_line(html)
+    assert more.attrs["hx-swap-oob"] == "true" and more.text == ""
+
+
+# Everyone online: /rooms/<slug>/online/ --------------------------------------------------------
+
+
+def test_the_online_page_lists_everyone_by_name_escaped(
+    login, alice, lobby, limit, five_online
+) -> None:
+    response = login(alice).get("/rooms/lobby/online/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    document = fragments.parse(html)
+    listed = document.one("ul", class_="online-page-list").find_all("li")
+    assert [li.attrs["data-username"] for li in listed] == NAMES
+    assert "<b>eve</b>" not in html and "&lt;b&gt;eve&lt;/b&gt;" in html
+    assert document.one("h1").text == "Online in #lobby 5"
+    assert document.one(class_="crumbs").one("a").attr("href") == "/rooms/lobby/"
+    assert document.find("nav", class_="pager") is None  # one page
+
+
+def test_the_online_page_pages_through_everyone(
+    login, alice, lobby, five_online, monkeypatch
+) -> None:
+    assert views.ONLINE_PAGE_SIZE == 200
+    monkeypatch.setattr(views, "ONLINE_PAGE_SIZE", 2)
+    client = login(alice)
+
+    pages = []
+    for number in (1, 2, 3):
+        document = fragments.parse(
+            client.get(f"/rooms/lobby/online/?page={number}").content.decode()
+        )
+        listed = document.one("ul", class_="online-page-list").find_all("li")
+        pages.append([li.attrs["data-username"] for li in listed])
+        pager = document.one("nav", class_="pager")
+        assert f"Page {number} of 3" in pager.text
+        assert (pager.find("a", rel="next") is not None) == (number < 3)
+        assert (pager.find("a", rel="prev") is not None) == (number > 1)
+    assert pages == [NAMES[:2], NAMES[2:4], NAMES[4:]]
+    for bad in ("4", "0", "x"):
+        assert client.get(f"/rooms/lobby/online/?page={bad}").status_code == 404
+
+
+def test_the_online_page_is_access_checked_as_the_room_is(
+    client, login, alice, bob, carol, secret, ops
+) -> None:
+    presence.arrive(secret, alice, "alices-socket")
+
+    # Logged out: to the log-in page, as the room page itself.
+    assertRedirects(
+        client.get("/rooms/secret/online/"),
+        "/accounts/login/?next=/rooms/secret/online/",
+        fetch_redirect_response=False,
+    )
+    assertRedirects(
+        client.get("/rooms/secret/"),
+        "/accounts/login/?next=/rooms/secret/",
+        fetch_redirect_response=False,
+    )
+    # Not a member, staff rooms, no such room, no valid name: 404 alike.
+    carols = login(carol)
+    for url in ("/rooms/secret/online/", "/rooms/ops/online/", "/rooms/nowhere/online/"):
+        response = carols.get(url)
+        assert response.status_code == 404, url
+        assert b"alice" not in response.content
+    assert carols.get("/rooms/No_Such/online/").status_code == 404
+    # A member sees who is there.
+    response = login(bob).get("/rooms/secret/online/")
+    assert response.status_code == 200
+    assert b'data-username="alice"' in response.content
+    assert Room.objects.count() == 2  # (looking never creates a room)
+
+
+# A connect's catch-up -----------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_every_connect_is_sent_the_capped_list_with_the_count_and_more(
+    connect, alice, lobby, limit, make_user
+) -> None:
+    others = [await db(make_user)(name) for name in NAMES if name != "alice"]
+    for person in others:
+        await db(presence.arrive)(lobby, person, f"socket-{person.pk}")
+
+    socket = await connect(alice, "lobby", after=0)
+
+    assert fragments.online_usernames(socket.settled) == NAMES[:3]
+    document = fragments.parse(socket.settled)
+    assert document.one_by_id("online-count").text == "5"
+    more = document.one_by_id("online-more")
+    assert more.text == "and 2 more online in #lobby"
+    assert more.one("a").attr("href") == "/rooms/lobby/online/"
+    await socket.expect_presence("alice", "joined")
