@@ -222,3 +222,4 @@ def reset() -> None:
     """Forget the loop-bound state (tests: each has its own event loop)."""
     _batches.clear()
     _catch_up_pages.clear()
+    services.rendered_messages.clear()  # (its keys are this test database's ids)

@@ -7,9 +7,10 @@ sent over a WebSocket take the same path: validate, store, render once, broadcas
 import hashlib
 import logging
 import re
+import threading
 import time
 import weakref
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -43,7 +44,7 @@ from django.db.models import (
 )
 from django.db.models.manager import BaseManager
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.crypto import constant_time_compare
 
 import realtime
@@ -822,7 +823,6 @@ def catch_up_frames(
         page = list(
             _new_to(room, state).filter(seq__gt=position.after).order_by("seq")[:CATCH_UP_PAGE]
         )
-        attach_reactions(page)
         frames = [(_render_inserts(part, state.held), len(part)) for part in _framed(page)]
         if len(page) < CATCH_UP_PAGE:
             return frames, CatchUpPosition(changes=True, after=state.after)
@@ -832,9 +832,14 @@ def catch_up_frames(
         .filter(changed_seq__gt=position.after)
         .order_by("changed_seq")[:CATCH_UP_PAGE]
     )
-    attach_reactions(page)
     frames = [
-        (render_fragment("catch-up-changes", messages=part), len(part)) for part in _framed(page)
+        (
+            render_fragment(
+                "catch-up-changes", rendered=rendered_messages.render(part, "message-now")
+            ),
+            len(part),
+        )
+        for part in _framed(page)
     ]
     if len(page) < CATCH_UP_PAGE:
         return frames, None
@@ -842,14 +847,97 @@ def catch_up_frames(
 
 
 def _render_inserts(messages: list[Message], held: dict[int, int]) -> str:
-    runs: list[tuple[int | None, list[Message]]] = []
-    for message in messages:
+    runs: list[tuple[int | None, list[str]]] = []
+    for message, html in zip(messages, rendered_messages.render(messages, "message"), strict=True):
         anchor = min((seq for seq in held if seq > message.seq), default=None)
         anchor_id = held[anchor] if anchor is not None else None
         if not runs or runs[-1][0] != anchor_id:
             runs.append((anchor_id, []))
-        runs[-1][1].append(message)
+        runs[-1][1].append(html)
     return render_fragment("catch-up", runs=runs)
+
+
+# What a message's catch-up HTML depends on, beyond its id: its version (`changed_seq`:
+# an edit, a deletion, a reaction and its attachment's thumbnail each take a new one,
+# rooms/changes.py), the version of the message it quotes (a reply shows the original's
+# text, or that it was deleted; a change to the original does not touch the reply's
+# row), the names and the room's slug it shows, and the zone and language its times and
+# dates are written in (UTC and the default language on a socket; a page's own render
+# never comes from here).
+RenderKey = tuple[Any, ...]
+
+
+def _render_key(message: Message, partial: str) -> RenderKey:
+    quoted = message.reply_to if message.reply_to_id is not None else None
+    return (
+        partial,
+        message.pk,
+        message.room_id,
+        message.seq,
+        message.changed_seq,
+        message.author.username,
+        message.room.slug,
+        None if quoted is None else (quoted.pk, quoted.changed_seq, quoted.author.username),
+        timezone.get_current_timezone_name(),
+        translation.get_language(),
+    )
+
+
+class RenderedMessages:
+    """Each message's catch-up HTML, rendered once per version and kept (the most recently
+    sent `size`, per process).
+
+    The catch-up pages shared by rooms/entering.py serve only the pages that come back
+    from the same place; after a restart under load they come back over a minute while
+    every room moves on, and each page's catch-up rendered the messages it missed again
+    (a 10,000-page storm spent 40% of the server there: bench/RESULTS.md). Kept per
+    message, a catch-up renders only what no page has been sent yet, whatever its cursor,
+    and frames are assembled from the kept HTML. A change gives a message a new key, so a
+    kept render is never sent stale; the old one ages out.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._kept: OrderedDict[RenderKey, str] = OrderedDict()
+        # Catch-ups render on the database thread(s); the OrderedDict's moves are not
+        # atomic together.
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def render(self, messages: Sequence[Message], partial: str) -> list[str]:
+        """Each message's `partial` ("message": new to the page; "message-now": changed
+        since the page saw it), kept or rendered now. Only those rendered read their
+        reactions (one query for them all)."""
+        keys = [_render_key(message, partial) for message in messages]
+        with self._lock:
+            found = [self._kept.get(key) for key in keys]
+            for key, html in zip(keys, found, strict=True):
+                if html is not None:
+                    self._kept.move_to_end(key)
+        missing = [message for message, html in zip(messages, found, strict=True) if html is None]
+        if not missing:
+            return cast(list[str], found)
+        attach_reactions(missing)
+        rendered = {message.pk: render_fragment(partial, message=message) for message in missing}
+        with self._lock:
+            for message, key in zip(messages, keys, strict=True):
+                if message.pk in rendered:
+                    self._kept[key] = rendered[message.pk]
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)  # the least recently sent
+        return [
+            html if html is not None else rendered[message.pk]
+            for message, html in zip(messages, found, strict=True)
+        ]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+
+rendered_messages = RenderedMessages(settings.CHAT_RENDER_CACHE_SIZE)
 
 
 def _framed(messages: list[Message]) -> list[list[Message]]:

@@ -414,9 +414,30 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
             pushed=True,
         ),
         Sample(
+            f"{ROOM}#message-now",
+            "a message as it is now, replacing its copy and its quotes",
+            {"message": message(bob, "Edited, quoted.", 9, edited_at=_when(now, minutes=1))},
+            frame="log",
+            pushed=True,
+        ),
+        Sample(
             f"{ROOM}#catch-up",
             "two missed messages",
-            {"runs": [(None, [message(ann, "Missed one.", 3), message(bob, "Missed two.", 2)])]},
+            {
+                # (Each message's HTML as services.RenderedMessages keeps it.)
+                "runs": [
+                    (
+                        None,
+                        [
+                            services.render_fragment("message", message=missed)
+                            for missed in (
+                                message(ann, "Missed one.", 3),
+                                message(bob, "Missed two.", 2),
+                            )
+                        ],
+                    )
+                ]
+            },
             frame="log",
             pushed=True,
         ),
@@ -424,9 +445,12 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
             f"{ROOM}#catch-up-changes",
             "a message deleted and one edited meanwhile",
             {
-                "messages": [
-                    message(ann, "", 40, deleted_at=_when(now, minutes=1)),
-                    message(bob, "Edited while away.", 40, edited_at=_when(now, minutes=2)),
+                "rendered": [
+                    services.render_fragment("message-now", message=changed)
+                    for changed in (
+                        message(ann, "", 40, deleted_at=_when(now, minutes=1)),
+                        message(bob, "Edited while away.", 40, edited_at=_when(now, minutes=2)),
+                    )
                 ]
             },
             frame="log",
