@@ -17,7 +17,10 @@ page reconnects at once, from its cursor, while people keep posting. Measured he
   restart, retried as a browser would);
 - completeness: afterwards, every page holds every message of the room from its first
   cursor to the room's last (by `data-seq`, read from the database), and its online
-  count and list are exact (every page is a different user, all online).
+  count and list are exact (every page is a different user, all online): the count is
+  everyone, and the list with its "and N more" accounts for everyone (a list capped at
+  CHAT_ONLINE_LIST_LIMIT holds that many, plus the joins appended since, which the
+  page's style hides; never more entries than people).
 """
 
 import asyncio
@@ -43,6 +46,8 @@ COUNT = re.compile(rb'id="online-count" class="count"[^>]*>(\d+)<')
 # The whole list (page or catch-up), an entry dropped, an entry added (room.html), in
 # the order htmx applies them.
 ONLINE = re.compile(rb'<ul id="online-list">|<li id="online-user-(\d+)"( hx-swap-oob="delete")?')
+# The "and N more" past a capped list (empty: everyone is listed).
+MORE = re.compile(rb'id="online-more"[^>]*>(?:<a [^>]*>and (\d+) more)?')
 COMPOSER = b'<form id="composer"'
 STORM_MARK = "storm"
 
@@ -59,6 +64,7 @@ class Page:
     seqs: set[int] = field(default_factory=set)
     online: set[int] = field(default_factory=set)
     count: int | None = None
+    more: int = 0  # the "and N more" past the list
     client: Client | None = None
     connects: int = 0
     retries: int = 0  # failed tries since it was last open
@@ -113,6 +119,9 @@ class Storm:
         counts = COUNT.findall(data)
         if counts:
             page.count = int(counts[-1])
+        mores = MORE.findall(data)
+        if mores:
+            page.more = int(mores[-1] or 0)
         cursor = CURSOR.search(data)
         if cursor is not None:
             page.cursor = int(cursor.group(1))
@@ -354,7 +363,7 @@ async def reconnect_storm(
                 for code in sorted({c for p in storm.pages for c in p.closes})
             },
             online_count_exact=sum(1 for p in storm.pages if p.count == users[p.room]),
-            online_list_exact=sum(1 for p in storm.pages if len(p.online) == users[p.room]),
+            online_list_exact=sum(1 for p in storm.pages if _list_exact(p, users[p.room])),
             bytes_received=storm.bytes_received,
         )
     finally:
@@ -397,6 +406,12 @@ def _start_on(
         cookies=True,
         extra_pids=[redis_pid] if (kind == "ours-redis" and redis_pid) else [],
     )
+
+
+def _list_exact(page: Page, users: int) -> bool:
+    """The page's online list accounts for everyone (`users`, all online): its entries and
+    its "and N more" together, without more entries than people (see the module doc)."""
+    return len(page.online) <= users and len(page.online) + page.more >= users
 
 
 def _missing(page: Page, last_seqs: list[int]) -> set[int]:
