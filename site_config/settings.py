@@ -360,7 +360,8 @@ CHAT_HISTORY_LENGTH = 50
 # past it, the page is told to reload instead (it shows the newest messages then).
 CHAT_CATCHUP_LIMIT = setting(env.int, "CHAT_CATCHUP_LIMIT", 500, validate=at_least_zero)
 # Each message's catch-up HTML is kept per version (rooms/services.py RenderedMessages):
-# this many messages per process, the least recently sent dropped first (~2 KB each).
+# this many messages per process, the least recently sent dropped first (a plain message
+# ~1.5 KB: ~6 MB when full, and only what catch-ups sent).
 CHAT_RENDER_CACHE_SIZE = setting(env.int, "CHAT_RENDER_CACHE_SIZE", 4096, validate=positive)
 # The author may edit a message for this many minutes after sending it (0: never).
 CHAT_EDIT_WINDOW_MINUTES = setting(env.int, "CHAT_EDIT_WINDOW_MINUTES", 15, validate=at_least_zero)
