@@ -39,18 +39,18 @@ def test_a_capped_online_list_shows_the_limit_and_the_rest_live(
         expect(count).to_have_text("5", timeout=LIVE_TIMEOUT_MS)
         expect(more).to_have_text("and 2 more online in #" + room_slug)
         expect(more.get_by_role("link")).to_have_attribute("href", f"/rooms/{room_slug}/online/")
-        # Alice's page was there first: the others' joins were appended, and only three show.
-        entries = page.locator("#online-list > li")
-        expect(entries).to_have_count(5)
+        # Alice's page was there first: joins were appended while the list had room (a
+        # tick's worth may pass the limit, hidden by the page's style), and three show.
         expect(page.locator("#online-list > li:visible")).to_have_count(3)
+        assert 3 <= page.locator("#online-list > li").count() <= 5
         screenshot(page, "16-online-more-1280")
         assert_no_axe_violations(page, "a capped online list")
 
-        # The phone's page came last: its list was capped by the server (then its own join
-        # was appended, hidden). In the People drawer, one tap away.
+        # The phone's page came last: its list was capped by the server (and its own join,
+        # past the limit, appended no entry). In the People drawer, one tap away.
         expect(phone.page.locator("#online-more")).to_be_hidden()
         phone.page.locator("details[data-drawer] summary", has_text="People").click()
-        expect(phone.page.locator("#online-list > li")).to_have_count(4)
+        expect(phone.page.locator("#online-list > li")).to_have_count(3)
         expect(phone.page.locator("#online-list > li:visible")).to_have_count(3)
         expect(phone.page.locator("#online-more")).to_have_text(
             "and 2 more online in #" + room_slug

@@ -378,7 +378,7 @@ def sections(viewer: User, now: datetime | None = None) -> list[Section]:
             f"{ROOM}#presence-oob",
             "two joined, one left (the list's increments, the count, the lines)",
             {
-                "joined": crowd[:2],
+                "listed": crowd[:2],
                 "left": [bob],
                 "online_count": 7,
                 "online_more": 0,

@@ -83,12 +83,43 @@ def test_the_presence_fragment_replaces_the_count_and_the_more_line(
 
     update = fragments.presence_update(html)
     assert update.count == "6"
-    assert update.appended_usernames == ["frank"]  # appended (hidden past the limit)
+    assert update.appended_usernames == []  # the lists are full: no entry (below)
     more = more_line(html)
     assert more.attrs["hx-swap-oob"] == "true"
     assert "data-oob-optional" in more.attrs  # (a page rendered before it existed)
     assert more.text == "and 3 more online in #lobby"
     assert more.one("a").attr("href") == "/rooms/lobby/online/"
+
+
+def test_past_the_limit_a_join_is_the_count_and_a_line_not_an_entry(
+    lobby, make_user, settings, five_online
+) -> None:
+    settings.CHAT_ONLINE_LIST_LIMIT = 5  # every page's list is full
+    frank, gina = make_user("frank"), make_user("gina")
+    for person in (frank, gina):
+        presence.arrive(lobby, person, f"socket-{person.pk}")
+
+    html = presence.render_changes(lobby, [Change(lobby, p, "joined") for p in (frank, gina)])
+
+    update = fragments.presence_update(html)
+    assert update.appended_usernames == []  # no entry: nobody could see it
+    assert "online-user-" not in html
+    assert update.count == "7"
+    assert more_line(html).text == "and 2 more online in #lobby"
+    assert "frank" in html and "gina" in html  # the log's lines still name them
+
+
+def test_a_tick_that_reaches_past_the_limit_still_appends_its_joins(
+    lobby, make_user, settings, five_online
+) -> None:
+    settings.CHAT_ONLINE_LIST_LIMIT = 6  # room for one more: the list is not full yet
+    frank, gina = make_user("frank"), make_user("gina")
+    for person in (frank, gina):
+        presence.arrive(lobby, person, f"socket-{person.pk}")
+
+    html = presence.render_changes(lobby, [Change(lobby, p, "joined") for p in (frank, gina)])
+
+    assert fragments.presence_update(html).appended_usernames == ["frank", "gina"]
 
 
 def test_down_to_the_limit_the_presence_fragment_empties_the_more_line(
