@@ -22,6 +22,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,38 +157,38 @@ class Bench:
 
     async def idle_phase(self) -> list[dict[str, Any]]:
         """The timed connect: `connect` sockets into one room (then held for a moment)."""
-        results = []
-        for name in self.args.servers:
-            server = self.start(name)
-            self.log(f"{name}: connect {self.args.connect} sockets to one room")
-            try:
-                result = await measure.idle(
-                    server, self.sessions, [self.args.connect], 1.0, self.args.concurrency
-                )
-            except Exception as error:  # a server that cannot hold them is a result
-                result = {"server": name, "error": f"{type(error).__name__}: {error}"}
-            result["alive"] = server.alive()
-            self.log(f"{name}: {json.dumps(result)}")
-            results.append(result)
-            server.stop()
-        return results
+        return await self.each_fresh_server(
+            f"connect {self.args.connect} sockets to one room",
+            lambda server: measure.idle(
+                server, self.sessions, [self.args.connect], 1.0, self.args.concurrency
+            ),
+        )
 
     async def held_phase(self) -> list[dict[str, Any]]:
         """`idle` sockets held on one process (a fresh one each): RSS per idle socket and
         /healthz's latency meanwhile (issue 16: 10,000 at <= 32 KiB, /healthz < 100 ms)."""
+        return await self.each_fresh_server(
+            f"hold {self.args.idle} idle sockets",
+            lambda server: measure.hold_idle(
+                server,
+                self.sessions,
+                self.args.idle,
+                room_size=self.args.idle_room_size,
+                hold_s=self.args.idle_hold,
+                concurrency=self.args.concurrency,
+            ),
+        )
+
+    async def each_fresh_server(
+        self, what: str, run: Callable[[Any], Awaitable[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """`run` on a fresh process of each server, one after the other."""
         results = []
         for name in self.args.servers:
             server = self.start(name)
-            self.log(f"{name}: hold {self.args.idle} idle sockets")
+            self.log(f"{name}: {what}")
             try:
-                result = await measure.hold_idle(
-                    server,
-                    self.sessions,
-                    self.args.idle,
-                    room_size=self.args.idle_room_size,
-                    hold_s=self.args.idle_hold,
-                    concurrency=self.args.concurrency,
-                )
+                result = await run(server)
             except Exception as error:  # a server that cannot hold them is a result
                 result = {"server": name, "error": f"{type(error).__name__}: {error}"}
             result["alive"] = server.alive()

@@ -264,10 +264,11 @@ class Fleet:
         async def one(cookie: str) -> None:
             async with gate:
                 index = len(self.clients)
-                client = Client(self, index, self.uri, self.origin, cookie)
+                port, uri, origin = self.address(index)
+                client = Client(self, index, uri, origin, cookie)
                 self.clients.append(client)
                 try:
-                    await loop.create_connection(lambda: client, self.host, self.port)
+                    await loop.create_connection(lambda: client, self.host, port)
                     await asyncio.wait_for(client.opened, 30)
                 except Exception as error:
                     errors.append(f"{type(error).__name__}: {error}")
@@ -276,6 +277,10 @@ class Fleet:
         await asyncio.gather(*(one(cookie) for cookie in cookies))
         fresh = self.clients[before:]
         return sum(1 for c in fresh if c.opened.done() and not c.opened.exception()), errors
+
+    def address(self, index: int) -> tuple[int, str, str]:
+        """Client `index`'s port, WebSocket URI and Origin."""
+        return self.port, self.uri, self.origin
 
     def open_clients(self) -> list[Client]:
         return [c for c in self.clients if not c.lost.done() and c.opened.done()]
@@ -363,27 +368,7 @@ class SplitFleet(Fleet):
         self.ports = ports
         self.path = path
 
-    async def connect(self, cookies: list[str], concurrency: int = 64) -> tuple[int, list[str]]:
-        loop = asyncio.get_running_loop()
-        gate = asyncio.Semaphore(concurrency)
-        errors: list[str] = []
-
-        async def one(cookie: str) -> None:
-            async with gate:
-                index = len(self.clients)
-                port = self.ports[index % len(self.ports)]
-                uri = f"ws://{self.host}:{port}{self.path}"
-                # (each process's own origin, as a page it served would send)
-                origin = f"http://{self.host}:{port}"
-                client = Client(self, index, uri, origin, cookie)
-                self.clients.append(client)
-                try:
-                    await loop.create_connection(lambda: client, self.host, port)
-                    await asyncio.wait_for(client.opened, 30)
-                except Exception as error:
-                    errors.append(f"{type(error).__name__}: {error}")
-
-        before = len(self.clients)
-        await asyncio.gather(*(one(cookie) for cookie in cookies))
-        fresh = self.clients[before:]
-        return sum(1 for c in fresh if c.opened.done() and not c.opened.exception()), errors
+    def address(self, index: int) -> tuple[int, str, str]:
+        port = self.ports[index % len(self.ports)]
+        # (each process's own origin, as a page it served would send)
+        return port, f"ws://{self.host}:{port}{self.path}", f"http://{self.host}:{port}"

@@ -206,6 +206,17 @@ def summarize(
     return result
 
 
+async def rss_after_warm_up(server: Server, sessions: list[str], warm: Fleet) -> int:
+    """The server's RSS once a warm-up socket came and went (so that lazily imported
+    code is not charged to the sockets measured next)."""
+    await warm.connect(cookies_for(server, sessions, 0, 2))
+    await warm.quiet(idle_s=0.3, cap_s=10)
+    await warm.close()
+    await asyncio.sleep(0.5)
+    await server.settle()
+    return server.rss()
+
+
 async def idle(
     server: Server, sessions: list[str], counts: list[int], hold_s: float, concurrency: int
 ) -> dict[str, Any]:
@@ -214,13 +225,7 @@ async def idle(
     RSS with 0 sockets is taken after a warm-up socket came and went (so that lazily
     imported code is not charged to the sockets).
     """
-    warm = fleet_for(server)
-    await warm.connect(cookies_for(server, sessions, 0, 2))
-    await warm.quiet(idle_s=0.3, cap_s=10)
-    await warm.close()
-    await asyncio.sleep(0.5)
-    await server.settle()
-    rss0 = server.rss()
+    rss0 = await rss_after_warm_up(server, sessions, fleet_for(server))
     fleet = fleet_for(server)
     result: dict[str, Any] = {"server": server.name, "rss0_mib": round(rss0 / 2**20, 1)}
     steps = []
@@ -325,13 +330,9 @@ async def hold_idle(
     imported code is not charged to the sockets).
     """
     warm = fleet_for(server) if not server.name.startswith(("ours", "tutorial")) else None
-    warm = warm or room_fleets(server, 1, room_size)[0][0]
-    await warm.connect(cookies_for(server, sessions, 0, 2))
-    await warm.quiet(idle_s=0.3, cap_s=10)
-    await warm.close()
-    await asyncio.sleep(0.5)
-    await server.settle()
-    rss0 = server.rss()
+    rss0 = await rss_after_warm_up(
+        server, sessions, warm or room_fleets(server, 1, room_size)[0][0]
+    )
     fleets = room_fleets(server, count, room_size)
     rooms_at_once = max(1, min(len(fleets), concurrency // 16))
     gate = asyncio.Semaphore(rooms_at_once)
