@@ -261,14 +261,12 @@ def start_pair(
     for _ in range(2):
         port = free_port()
         log_path = work / f"ours-redis-x2-{port}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                daphne_command(port, "bench.ours_asgi:application"),
-                cwd=app_dir or PROJECT_DIR,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        process = spawn(
+            daphne_command(port, "bench.ours_asgi:application"),
+            app_dir or PROJECT_DIR,
+            env,
+            log_path,
+        )
         started.append((port, process, log_path))
     (port, process, log_path), peers = started[0], started[1:]
     pair = ServerPair(
@@ -288,6 +286,12 @@ def start_pair(
     if wait:
         pair.wait_ready()
     return pair
+
+
+def spawn(command: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """A server process, its output (both streams) in `log_path`."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _healthy(port: int, process: subprocess.Popen, log_path: Path) -> bool:
@@ -319,7 +323,6 @@ def start(
         return start_pair(name, work, base_db, redis_url, redis_pid, env_overrides, app_dir, wait)
     port = free_port()
     log_path = work / f"{kind}-{port}.log"
-    log = log_path.open("wb")
     overrides = env_overrides or {}
     if kind == "ceiling":
         command = [sys.executable, "-m", "bench.ceiling", str(port)]
@@ -332,8 +335,7 @@ def start(
         env = bench_env(db_path, redis_url if kind == "ours-redis" else "", app_dir, **overrides)
         cwd = app_dir or PROJECT_DIR
         command = daphne_command(port, f"{module}:application")
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
+    process = spawn(command, cwd, env, log_path)
     server = Server(
         name=name,
         port=port,

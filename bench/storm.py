@@ -29,7 +29,6 @@ import random
 import re
 import shutil
 import sqlite3
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -388,14 +387,9 @@ def _start_on(
     """The new process of a restart: our app on `port` and the old one's database."""
     log_path = work / f"{kind}-{port}-restarted.log"
     env = servers.bench_env(db_path, redis_url if kind == "ours-redis" else "", app_dir)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            daphne_command(port, "bench.ours_asgi:application"),
-            cwd=app_dir or PROJECT_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = servers.spawn(
+        daphne_command(port, "bench.ours_asgi:application"), app_dir or PROJECT_DIR, env, log_path
+    )
     return servers.Server(
         name=kind,
         port=port,
