@@ -5,74 +5,24 @@ and, once its groups are joined, its presence row, how far behind its page is an
 is online (`arrive`). Asked socket by socket, every connect took its own trips to the
 database thread (which every socket shares) and the online list was read and rendered
 for each: O(N) per connect, so a storm of N connects cost O(N^2) (py-spy, 1,000 connects:
-64% of the server's samples in that one render, bench/RESULTS.md). Here the sockets that
-ask while a call runs are answered by the next one, in one trip: one query for their
-rooms, one transaction for their presence rows, one cursor and one online list per room,
-rendered once and sent to every socket of the batch in that room. There is no waiting
-for a batch to fill: an idle server answers a lone socket at once.
-
-Both steps run sync code in the database thread; what they return is per socket, in the
-order asked.
+64% of the server's samples in that one render, bench/RESULTS.md). Both are asked in
+batches (realtime/batches.py): one query for the rooms of the sockets that ask together,
+one transaction for their presence rows, one cursor and one online list per room,
+rendered once and sent to every socket of the batch in that room.
 """
 
-import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from channels.db import database_sync_to_async
 
+from realtime import batches
 from rooms import attention, presence, services
 from rooms.models import Room
 
 log = logging.getLogger(__name__)
-
-Ask = TypeVar("Ask")
-Answer = TypeVar("Answer")
-
-
-class _Batches(Generic[Ask, Answer]):
-    """The questions of one event loop waiting for `answer`, and the task answering them:
-    everything asked while a call runs goes in the next call."""
-
-    def __init__(self, answer: Callable[[list[Ask]], list[Answer]]) -> None:
-        self.answer = answer
-        self.waiting: list[tuple[Ask, asyncio.Future[Answer]]] = []
-        self.task: asyncio.Task[None] | None = None
-
-    async def ask(self, question: Ask) -> Answer:
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self.waiting.append((question, future))
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run(), name="room entries")
-        return await future
-
-    async def _run(self) -> None:
-        while self.waiting:
-            batch, self.waiting = self.waiting, []
-            try:
-                answers = await database_sync_to_async(self.answer)([q for q, _ in batch])
-            except Exception as error:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            for (_, future), answer in zip(batch, answers, strict=True):
-                if not future.done():  # (its connect may have been cancelled)
-                    future.set_result(answer)
-
-
-_batches: dict[tuple[asyncio.AbstractEventLoop, Callable[..., Any]], _Batches[Any, Any]] = {}
-
-
-async def _ask(answer: Callable[[list[Ask]], list[Answer]], question: Ask) -> Answer:
-    key = (asyncio.get_running_loop(), answer)
-    if key not in _batches:
-        _batches[key] = _Batches(answer)
-    batches: _Batches[Ask, Answer] = _batches[key]
-    return await batches.ask(question)
-
 
 # Admission -----------------------------------------------------------------------------
 
@@ -113,7 +63,7 @@ def admit_many(asked: list[Admission]) -> list[Admitted | None]:
 
 async def admit(slug: str, user: Any, scope: Mapping[str, Any]) -> Admitted | None:
     """The room at `slug` if `user` may enter it (with the groups its page lists)."""
-    return await _ask(admit_many, Admission(slug, user, scope))
+    return await batches.ask(admit_many, Admission(slug, user, scope))
 
 
 # Arrival -------------------------------------------------------------------------------
@@ -168,7 +118,7 @@ def arrive_many(asked: list[Arrival]) -> list[Arrived]:
 async def arrive(arrival: Arrival) -> Arrived:
     """Record `arrival`'s presence (announcing its user if they came online) and read how
     far behind its page is, with every socket arriving meanwhile."""
-    arrived = await _ask(arrive_many, arrival)
+    arrived = await batches.ask(arrive_many, arrival)
     if arrived.first:
         presence.announce([presence.Change(arrival.room, arrival.user, "joined")])
     return arrived
@@ -220,6 +170,6 @@ async def catch_up_frames(
 
 def reset() -> None:
     """Forget the loop-bound state (tests: each has its own event loop)."""
-    _batches.clear()
+    batches.reset()
     _catch_up_pages.clear()
     services.rendered_messages.clear()  # (its keys are this test database's ids)

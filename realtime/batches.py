@@ -1,0 +1,71 @@
+"""Sync database work asked by many sockets at once, answered in one trip per burst.
+
+A connect storm (a deploy: every page reconnects) asks the same few questions of the
+database for every socket: whose session is this, may they enter, where is their page.
+Asked one socket at a time, each question is a trip to the database thread (which every
+socket shares) and a query or three, so a storm of N connects costs N trips and 3N
+queries. `ask` hands a question to a batch instead: the questions asked while a call
+runs are answered together by the next one, by a function that takes them all and
+answers each (in the order asked). There is no waiting for a batch to fill: an idle
+server answers a lone question at once.
+"""
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from channels.db import database_sync_to_async
+
+Question = TypeVar("Question")
+Answer = TypeVar("Answer")
+
+
+class _Batches(Generic[Question, Answer]):
+    """The questions of one event loop waiting for `answer`, and the task answering them:
+    everything asked while a call runs goes in the next call."""
+
+    def __init__(self, answer: Callable[[list[Question]], list[Answer]]) -> None:
+        self.answer = answer
+        self.waiting: list[tuple[Question, asyncio.Future[Answer]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def ask(self, question: Question) -> Answer:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Answer] = loop.create_future()
+        self.waiting.append((question, future))
+        if self.task is None or self.task.done():
+            self.task = loop.create_task(self._run(), name=f"batches of {self.answer.__name__}")
+        return await future
+
+    async def _run(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            try:
+                answers = await database_sync_to_async(self.answer)([q for q, _ in batch])
+            except Exception as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if not future.done():  # (its connect may have been cancelled)
+                    future.set_result(answer)
+
+
+_batches: dict[tuple[asyncio.AbstractEventLoop, Callable[..., Any]], _Batches[Any, Any]] = {}
+
+
+async def ask(answer: Callable[[list[Question]], list[Answer]], question: Question) -> Answer:
+    """`answer([question, ...])[i]` for this question, computed in the database thread
+    together with every question asked of `answer` meanwhile. `answer` must answer each
+    question as if it were asked alone, and in order."""
+    key = (asyncio.get_running_loop(), answer)
+    if key not in _batches:
+        _batches[key] = _Batches(answer)
+    batches: _Batches[Question, Answer] = _batches[key]
+    return await batches.ask(question)
+
+
+def reset() -> None:
+    """Forget the loop-bound batches (tests: each has its own event loop)."""
+    _batches.clear()
