@@ -28,17 +28,25 @@ grouped by who allocated) found three upstream costs that buy an idle socket not
    options set on the protocol override the factory's; the per-factory subclass is such a
    setting, with the factory's values.) Not an upstream bug: a cost of its design.
 
+And one cost in time: autobahn pretty-prints every connection's options and transport
+details for two debug log lines (`_connectionMade`, `startHandshake`), whether or not
+debug is logged: `pformat` was 6% of a connect storm's CPU (py-spy, 1,000 connects).
+Its module's `pformat` is made lazy (`LazyFormat`): the log line formats it only if it
+is written.
+
 Written and tested against TESTED_VERSIONS; relies on daphne's `Server.create_application`
 (its body copied below with the queue swapped), `WebRequest.process` leaving
 `self.transport` None after an upgrade and `self.channel` set, the queue being used only
 through `get()`, `put_nowait()`, `qsize()`, `empty()` and `get_nowait()` (Daphne and
 realtime/limits.py), and `WebSocketFactory.protocol`/`buildProtocol`; on Twisted's
 `producer` and `unregisterProducer` of a TCP transport; on autobahn's `CONFIG_ATTRS` and
-the `hasattr` check in `_connectionMade`. On other versions the server refuses to start
+the `hasattr` check in `_connectionMade`; on autobahn.websocket.protocol using `pformat`
+for log arguments and `Timings.__str__`. On other versions the server refuses to start
 (realtime/upstream.py) unless CHAT_ALLOW_UNVERIFIED_DAPHNE=true.
 """
 
 import asyncio
+import pprint
 import sys
 from functools import partial
 from typing import Any
@@ -141,6 +149,21 @@ def options_on_class(build_protocol: Any) -> Any:
     return patched
 
 
+class LazyFormat:
+    """`pprint.pformat(value)` when formatted (a log line written), not before."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return pprint.pformat(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
 def install() -> None:
     """Under Daphne (a no-op elsewhere), once. Raises ImproperlyConfigured on untested
     upstream versions (realtime/upstream.py)."""
@@ -148,6 +171,7 @@ def install() -> None:
     if _installed or "daphne.server" not in sys.modules:
         return
     upstream.require_tested("realtime/footprint.py", TESTED_VERSIONS)
+    from autobahn.websocket import protocol
     from daphne.http_protocol import WebRequest
     from daphne.server import Server
     from daphne.ws_protocol import WebSocketFactory
@@ -155,4 +179,7 @@ def install() -> None:
     Server.create_application = create_application
     WebRequest.process = release_upgraded_request(WebRequest.process)
     WebSocketFactory.buildProtocol = options_on_class(WebSocketFactory.buildProtocol)
+    protocol.pformat = LazyFormat  # type: ignore[assignment]
+    # (Its one other use must still return a str: the timings autobahn tracks if asked.)
+    protocol.Timings.__str__ = lambda self: pprint.pformat(self._timings)  # type: ignore[method-assign]
     _installed = True
