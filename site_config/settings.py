@@ -176,7 +176,7 @@ if REDIS_URL:
             # The pub/sub layer publishes a group message once per group, and each
             # process fans out locally: cheaper than the core layer's one list push
             # per member for big rooms (measured: README "Performance").
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "realtime.layers.HubRedisPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }

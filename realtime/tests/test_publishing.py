@@ -12,7 +12,7 @@ from realtime.layers import channel_layer
 
 LAYER_DOWN = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "realtime.layers.HubRedisPubSubChannelLayer",
         "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},  # nothing listens on port 1
     }
 }
