@@ -14,8 +14,10 @@ profile (collapsed stacks; `--format speedscope` for https://www.speedscope.app)
 
 import argparse
 import asyncio
+import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +38,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=16000, help="deliveries/s offered")
     parser.add_argument("--duration", type=float, default=20, help="seconds sampled")
     parser.add_argument("--senders", type=int, default=10)
+    parser.add_argument(
+        "--storm",
+        action="store_true",
+        help="sample a connect storm instead: N sockets connecting, 64 handshakes in flight",
+    )
     parser.add_argument("--sample-rate", type=int, default=100, help="py-spy samples/s")
     parser.add_argument("--redis", action="store_true", help="the Redis layer (ours-redis)")
     parser.add_argument("--app-dir", help="profile another checkout of the app")
@@ -125,6 +132,8 @@ async def profile(args: argparse.Namespace, work: Path, out: Path) -> dict[str, 
     server = servers.start(name, work, base_db, redis_url, redis_pid, app_dir=app_dir)
     try:
         fleet = measure.fleet_for(server)
+        if args.storm:
+            return await _profile_storm(args, server, fleet, sessions, out)
         connected = await measure.connect(server, fleet, sessions, args.n, concurrency=16)
         if connected.get("error"):
             raise RuntimeError(f"connect failed: {connected}")
@@ -132,37 +141,48 @@ async def profile(args: argparse.Namespace, work: Path, out: Path) -> dict[str, 
         # Warm up (lazy imports, caches), then sample a step of its own.
         await measure.step(server, fleet, args.rate, 2, args.senders)
         await server.settle()
-        spy = subprocess.Popen(
-            [
-                str(PY_SPY),
-                "record",
-                "--pid",
-                str(server.process.pid),
-                "--duration",
-                str(int(args.duration)),
-                "--rate",
-                str(args.sample_rate),
-                "--function",
-                "--threads",
-                "--format",
-                args.format,
-                "--output",
-                str(out),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        spy = _py_spy(server.process.pid, args, out)
         await asyncio.sleep(1)  # py-spy attached
         step = await measure.step(server, fleet, args.rate, args.duration, args.senders)
-        stderr = await asyncio.to_thread(spy.communicate, None, args.duration + 30)
-        if spy.returncode:
-            raise RuntimeError(f"py-spy failed ({spy.returncode}): {stderr[1].decode()}")
+        await _finish(spy, args.duration)
         await fleet.close()
         return step
     finally:
         server.stop()
         if stack is not None:
             stack.__exit__(None, None, None)
+
+
+def _py_spy(pid: int, args: argparse.Namespace, out: Path) -> subprocess.Popen[bytes]:
+    command = [str(PY_SPY), "record", "--pid", str(pid), "--duration", str(int(args.duration))]
+    command += ["--rate", str(args.sample_rate), "--function", "--threads"]
+    command += ["--format", args.format, "--output", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def _finish(spy: subprocess.Popen[bytes], duration: float) -> None:
+    stderr = await asyncio.to_thread(spy.communicate, None, duration + 30)
+    if spy.returncode:
+        raise RuntimeError(f"py-spy failed ({spy.returncode}): {stderr[1].decode()}")
+
+
+async def _profile_storm(
+    args: argparse.Namespace,
+    server: servers.Server,
+    fleet: Any,
+    sessions: list[str],
+    out: Path,
+) -> dict[str, Any]:
+    """Sample the server while N sockets connect to one room at once (the connect storm of
+    `python -m bench --connect N`); py-spy stops after --duration or when the storm ends."""
+    await asyncio.sleep(1)  # (the server's own start-up is not the storm's)
+    spy = _py_spy(server.process.pid, args, out)
+    await asyncio.sleep(1)  # py-spy attached
+    connected = await measure.connect(server, fleet, sessions, args.n, concurrency=64)
+    spy.send_signal(signal.SIGINT)  # (py-spy writes what it has on SIGINT)
+    await _finish(spy, args.duration)
+    await fleet.close()
+    return connected
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,12 +197,15 @@ def main(argv: list[str] | None = None) -> int:
         step = asyncio.run(profile(args, work, out))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    keys = ("offered", "deliveries_per_s", "p50_ms", "p99_ms", "loss", "frames")
-    print(" ".join(f"{key}={step.get(key)}" for key in keys))
-    print(
-        f"server CPU per delivery {step['server_cpu_us_per_delivery']} us (py-spy pauses the"
-        f" process to sample it: higher than unprofiled), load {step['load1']}"
-    )
+    if args.storm:
+        print(json.dumps(step))
+    else:
+        keys = ("offered", "deliveries_per_s", "p50_ms", "p99_ms", "loss", "frames")
+        print(" ".join(f"{key}={step.get(key)}" for key in keys))
+        print(
+            f"server CPU per delivery {step['server_cpu_us_per_delivery']} us (py-spy pauses the"
+            f" process to sample it: higher than unprofiled), load {step['load1']}"
+        )
     if args.format == "raw":
         print(top_frames(out.read_text(), args.top))
     print(f"profile: {out}")
