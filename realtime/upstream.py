@@ -1,7 +1,8 @@
 """Patches of upstream internals run only on the upstream versions they were tested with.
 
-Some limits can only be had by patching Daphne, autobahn or Twisted internals (methods and
-attributes that are not their public API, and may change in any release). Each such
+Some limits can only be had by patching Daphne, autobahn, Twisted or channels-redis
+internals (methods and attributes that are not their public API, and may change in any
+release). Each such
 patch names the exact versions it was written and tested against, in a mapping next to
 it, and calls `require_tested` before it patches anything; on other versions the server
 refuses to start with ImproperlyConfigured, which says what to re-check, unless the
@@ -14,6 +15,8 @@ docstring (realtime/tests/test_upstream.py checks them all against what is insta
 - realtime/limits.py (TESTED_VERSIONS), realtime/writes.py `write_now` (TESTED_VERSIONS)
   and `send_frame` (FRAMES_TESTED_VERSIONS);
 - realtime/footprint.py (TESTED_VERSIONS): what each open socket keeps;
+- realtime/layers.py `HubRedisPubSubChannelLayer` (REDIS_TESTED_VERSIONS): channels-redis'
+  subscriptions, in batches;
 - site_config/http_guard.py (TESTED_VERSIONS).
 """
 

@@ -5,13 +5,14 @@ import importlib.metadata
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from realtime import footprint, lifecycle, limits, upstream, writes
+from realtime import footprint, layers, lifecycle, limits, upstream, writes
 from site_config import http_guard
 
 PATCHES = {
     "allow_close_codes (realtime/lifecycle.py)": lifecycle.CLOSE_CODES_TESTED_VERSIONS,
     "cancel_applications_reliably (realtime/lifecycle.py)": lifecycle.CANCEL_TESTED_VERSIONS,
     "realtime/footprint.py": footprint.TESTED_VERSIONS,
+    "HubRedisPubSubChannelLayer (realtime/layers.py)": layers.REDIS_TESTED_VERSIONS,
     "realtime/limits.py": limits.TESTED_VERSIONS,
     "realtime/writes.py": writes.TESTED_VERSIONS,
     "send_frame (realtime/writes.py)": writes.FRAMES_TESTED_VERSIONS,
