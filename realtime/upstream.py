@@ -2,13 +2,13 @@
 
 Some limits can only be had by patching Daphne, autobahn, Twisted or channels-redis
 internals (methods and attributes that are not their public API, and may change in any
-release). Each such
-patch names the exact versions it was written and tested against, in a mapping next to
-it, and calls `require_tested` before it patches anything; on other versions the server
-refuses to start with ImproperlyConfigured, which says what to re-check, unless the
-operator sets CHAT_ALLOW_UNVERIFIED_DAPHNE=true (then it starts with a warning, and the
-patch applied). The patches, each with the upstream issue it works around in its
-docstring (realtime/tests/test_upstream.py checks them all against what is installed):
+release). Each such patch names the exact versions it was written and tested against, in
+a mapping next to it, and calls `require_tested` before it patches anything; on other
+versions the server refuses to start with ImproperlyConfigured, which says what to check
+again, unless the operator sets CHAT_ALLOW_UNVERIFIED_DAPHNE=true (then it starts with a
+warning, and the patch applied). The patches, each with the upstream issue it works
+around in its docstring (realtime/tests/test_upstream.py checks them all against what is
+installed):
 
 - realtime/lifecycle.py `allow_close_codes` (CLOSE_CODES_TESTED_VERSIONS) and
   `cancel_applications_reliably` (CANCEL_TESTED_VERSIONS);
