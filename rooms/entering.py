@@ -106,11 +106,7 @@ def arrive_many(asked: list[Arrival]) -> list[Arrived]:
             **online.context(),
         )
     return [
-        Arrived(
-            first,
-            services.catch_up(a.room, a.after, a.have, cursor=cursors[a.room.pk]),
-            settled[a.room.pk],
-        )
+        Arrived(first, _catch_up_state(a, cursors[a.room.pk]), settled[a.room.pk])
         for a, first in zip(asked, firsts, strict=True)
     ]
 
@@ -124,7 +120,7 @@ async def arrive(arrival: Arrival) -> Arrived:
     return arrived
 
 
-# Catch-up pages ------------------------------------------------------------------------
+# Catch-ups -----------------------------------------------------------------------------
 
 # What a catch-up sends is decided by the room, the page's cursor and what it holds past
 # it, and the room's cursor when read: every change to a message (an edit, a deletion, a
@@ -133,10 +129,32 @@ async def arrive(arrival: Arrival) -> Arrived:
 # per socket, a thousand pages cost a thousand renders of each missed message (the
 # rule is one render per event). The latest pages are kept, a few, and shared.
 CATCH_UP_PAGES_KEPT = 32
+# How far behind a page is (two counts, ~1.4 ms) is decided by the same four: after a
+# restart, 10,000 pages coming back from a few cursors each asked it afresh (a seventh of
+# the new server's CPU in that storm, py-spy).
+CATCH_UP_STATES_KEPT = 256
 
 CatchUpKey = tuple[int, int, tuple[int, ...], int, services.CatchUpPosition | None]
 CatchUpPage = tuple[list[tuple[str, int]], services.CatchUpPosition | None]
 _catch_up_pages: dict[CatchUpKey, CatchUpPage] = {}
+StateKey = tuple[int, int, tuple[int, ...], int]
+_catch_up_states: dict[StateKey, services.CatchUp] = {}
+
+
+def _keep(kept: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    while len(kept) >= limit:
+        del kept[next(iter(kept))]  # the oldest
+    kept[key] = value
+
+
+def _catch_up_state(arrival: Arrival, cursor: int) -> services.CatchUp:
+    """services.catch_up for `arrival`, reckoned once for every page in the same place."""
+    key = (arrival.room.pk, arrival.after, tuple(sorted(arrival.have)), cursor)
+    state = _catch_up_states.get(key)
+    if state is None:
+        state = services.catch_up(arrival.room, arrival.after, arrival.have, cursor=cursor)
+        _keep(_catch_up_states, key, state, CATCH_UP_STATES_KEPT)
+    return state
 
 
 def _catch_up_key(
@@ -152,9 +170,7 @@ def _catch_up_page(
     page = _catch_up_pages.get(key)
     if page is None:
         page = services.catch_up_frames(room, state, position)
-        while len(_catch_up_pages) >= CATCH_UP_PAGES_KEPT:
-            del _catch_up_pages[next(iter(_catch_up_pages))]  # the oldest
-        _catch_up_pages[key] = page
+        _keep(_catch_up_pages, key, page, CATCH_UP_PAGES_KEPT)
     return page
 
 
@@ -172,4 +188,5 @@ def reset() -> None:
     """Forget the loop-bound state (tests: each has its own event loop)."""
     batches.reset()
     _catch_up_pages.clear()
+    _catch_up_states.clear()
     services.rendered_messages.clear()  # (its keys are this test database's ids)

@@ -129,3 +129,35 @@ def test_what_is_kept_is_bounded_and_the_least_recently_sent_goes_first(lobby, a
     assert renders["message"] == 5  # all three still kept
     kept.render(messages[1:2], "message")
     assert renders["message"] == 6 and len(kept) == 3
+
+
+def test_pages_coming_back_from_one_place_share_how_far_behind_they_are(
+    lobby, alice, bob, django_assert_max_num_queries
+):
+    """entering.arrive_many reckons a catch-up's state once per room, cursor and place,
+    across batches; a change (a new room sequence number) is reckoned afresh."""
+    from rooms import entering
+
+    for i in range(5):
+        Message.objects.create(room=lobby, author=alice, body=str(i))
+    entering.reset()
+
+    def arrive(user: Any, socket_id: str, after: int = 2) -> services.CatchUp:
+        (arrived,) = entering.arrive_many(
+            [entering.Arrival(lobby, user, socket_id, after=after, have=frozenset())]
+        )
+        return arrived.state
+
+    first = arrive(alice, "s:1")
+    assert (first.after, first.missed) == (2, 3)
+    with django_assert_max_num_queries(20) as counted:
+        again = arrive(bob, "s:2")
+    assert again == first
+    counts = [q["sql"] for q in counted.captured_queries if "COUNT" in q["sql"].upper()]
+    assert not [sql for sql in counts if "rooms_message" in sql]  # (no messages counted)
+
+    message = Message.objects.get(room=lobby, seq=4)
+    changes.edit_message(message, alice, "edited")  # a change: the room's cursor moves on
+    after_edit = arrive(bob, "s:3")
+    assert after_edit.cursor == services.room_cursor(lobby) > first.cursor
+    assert after_edit.missed == 3  # seq 3, 4 (edited) and 5, each once
