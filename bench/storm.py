@@ -363,6 +363,12 @@ async def reconnect_storm(
             },
             online_count_exact=sum(1 for p in storm.pages if p.count == users[p.room]),
             online_list_exact=sum(1 for p in storm.pages if _list_exact(p, users[p.room])),
+            # (Pages whose list is not: entries, "and N more", count, people in the room.)
+            online_list_samples=[
+                (len(p.online), p.more, p.count, users[p.room])
+                for p in storm.pages
+                if not _list_exact(p, users[p.room])
+            ][:5],
             bytes_received=storm.bytes_received,
         )
     finally:
