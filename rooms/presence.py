@@ -24,6 +24,7 @@ import os
 import socket
 import uuid
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -74,12 +75,17 @@ def _online(rows: QuerySet[Connection]) -> QuerySet[Connection]:
     )
 
 
-def online_people(room: Room) -> QuerySet[Any]:
-    """Everyone online in `room`, by username (the online list's order)."""
-    online = _online(room.connections.all()).values("user_id")
+def online_people(
+    room: Room, *, also: Collection[int] = (), without: Collection[int] = ()
+) -> QuerySet[Any]:
+    """Everyone online in `room`, by username (the online list's order); counting the
+    users whose ids are `also` in and those in `without` out (the list as it stood)."""
+    online = Q(pk__in=_online(room.connections.all()).values("user_id"))
     # (Only what the list shows: a connect storm reads it once per batch of sockets.)
-    users = get_user_model().objects.filter(pk__in=online).only("id", "username")
-    return users.order_by("username")
+    users = get_user_model().objects.filter(online | Q(pk__in=also) if also else online)
+    if without:
+        users = users.exclude(pk__in=without)
+    return users.only("id", "username").order_by("username")
 
 
 def online_users(room: Room) -> list[Any]:
@@ -291,20 +297,46 @@ def render_changes(room: Room, changes: list[Change]) -> str:
     left = [c.user for c in changes if c.event == "left"]
     lines = [(people, event) for people, event in ((joined, "joined"), (left, "left")) if people]
     count = online_count(room)
-    # Entries are appended only while the list had room for them: past the limit every
-    # page's list is full (its own style hides what is past it), so a join there is the
-    # count, "and N more" and its log line. A storm of N joins into a big room then
-    # sends each page O(1) bytes a tick instead of an entry per join (O(N^2) in all).
-    listed = joined if count - len(joined) < settings.CHAT_ONLINE_LIST_LIMIT else []
+    appended, removed = _list_changes(room, joined, left, count)
     return services.render_fragment(
         "presence-oob",
         room=room,
-        listed=listed,
-        left=left,
+        listed=appended,
+        left=[*left, *removed],
         lines=lines,
         online_count=count,
         online_more=more_than_listed(count),
     )
+
+
+def _list_changes(
+    room: Room, joined: list[Any], left: list[Any], count: int
+) -> tuple[list[Any], list[Any]]:
+    """Whom a tick appends to the pages' online lists, and whom it takes off besides those
+    who left. A page's list is the first CHAT_ONLINE_LIST_LIMIT people by name
+    (`online_list`), and each tick keeps it so:
+
+    - under the limit, whoever joined is appended;
+    - past it, a join among the first is appended and pushes the last of them off; a
+      join after them is only the count and "and N more". A storm of N joins into a big
+      room then sends each page O(1) entries a tick, O(limit) in all, not an entry per
+      join (O(N^2) bytes);
+    - whoever leaves makes room for the next by name, appended. (Without that, the
+      departures a restart announces as the pages come back to the new process left
+      pages listing a few people and "and 900 more".)
+    """
+    limit = settings.CHAT_ONLINE_LIST_LIMIT
+    was = count - len(joined) + len(left)  # how many were online before the tick
+    if count <= limit and was <= limit:
+        return joined, []  # (everyone was listed, and is)
+    # The first by name now, and before the tick (as the database sorts names).
+    gone, came = {u.pk for u in left}, {u.pk for u in joined}
+    first = list(online_people(room)[:limit])
+    before = {u.pk: u for u in online_people(room, also=gone, without=came)[:limit]}
+    first_ids = {u.pk for u in first}
+    appended = [u for u in first if u.pk not in before]
+    removed = [u for pk, u in before.items() if pk not in first_ids and pk not in gone]
+    return appended, removed
 
 
 # Ticks slow down as the process fills up: each tick of a room is a frame to every socket

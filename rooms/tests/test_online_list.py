@@ -109,7 +109,7 @@ def test_past_the_limit_a_join_is_the_count_and_a_line_not_an_entry(
     assert "frank" in html and "gina" in html  # the log's lines still name them
 
 
-def test_a_tick_that_reaches_past_the_limit_still_appends_its_joins(
+def test_a_tick_that_reaches_past_the_limit_appends_the_joins_among_the_first(
     lobby, make_user, settings, five_online
 ) -> None:
     settings.CHAT_ONLINE_LIST_LIMIT = 6  # room for one more: the list is not full yet
@@ -119,7 +119,70 @@ def test_a_tick_that_reaches_past_the_limit_still_appends_its_joins(
 
     html = presence.render_changes(lobby, [Change(lobby, p, "joined") for p in (frank, gina)])
 
-    assert fragments.presence_update(html).appended_usernames == ["frank", "gina"]
+    # frank is sixth by name, gina seventh: she is the "and 1 more".
+    assert fragments.presence_update(html).appended_usernames == ["frank"]
+    assert more_line(html).text == "and 1 more online in #lobby"
+
+
+def test_past_the_limit_a_join_among_the_first_is_appended_and_pushes_the_last_off(
+    lobby, make_user, limit, five_online
+) -> None:
+    shown = presence.online_entries(presence.online_list(lobby).users)  # the first 3
+    aaron = make_user("aaron")  # second by name, after "<b>eve</b>"
+    presence.arrive(lobby, aaron, "aarons-socket")
+
+    html = presence.render_changes(lobby, [Change(lobby, aaron, "joined")])
+
+    assert fragments.presence_update(html).appended_usernames == ["aaron"]
+    assert page_list_after(shown, html) == ["<b>eve</b>", "alice", "aaron"]  # bob pushed off
+    assert more_line(html).text == "and 3 more online in #lobby"
+
+
+def page_list_after(page_html: str, *ticks: str) -> list[str]:
+    """The usernames a page's online list holds: its entries, then each tick's deletes and
+    appends (by id, as htmx applies them: an entry appended again is deleted first)."""
+    entries = fragments.parse(page_html).find_all("li")
+    names = {li.id: li.attrs["data-username"] for li in entries}
+    listed = [li.id for li in entries]
+    for html in ticks:
+        update = fragments.presence_update(html)
+        listed = [i for i in listed if i not in update.deleted]
+        for li in update.appended:
+            names[li.id] = li.attrs["data-username"]
+            listed.append(li.id)
+    return [names[i] for i in listed]
+
+
+def test_who_leaves_a_full_list_makes_room_for_the_next_by_name(lobby, limit, five_online) -> None:
+    shown = presence.online_entries(presence.online_list(lobby).users)  # the first 3
+    alice = next(p for p in five_online if p.username == "alice")
+    lobby.connections.filter(user=alice).delete()  # (as a settled departure leaves it)
+
+    html = presence.render_changes(lobby, [Change(lobby, alice, "left")])
+
+    assert fragments.presence_update(html).appended_usernames == ["carol"]  # fourth, now third
+    assert page_list_after(shown, html) == ["<b>eve</b>", "bob", "carol"]
+
+
+def test_a_restart_s_departures_and_returns_leave_every_page_a_full_list(
+    lobby, make_user, limit, five_online
+) -> None:
+    """The old process announces "left" for everyone not yet back, then they come back:
+    each page's list ends as the first three by name, and "and 2 more"."""
+    shown = presence.online_entries(presence.online_list(lobby).users)
+    back_first = [p for p in five_online if p.username in ("dave", "carol")]
+    gone = [p for p in five_online if p not in back_first]
+    lobby.connections.filter(user__in=gone).delete()
+    departures = presence.render_changes(lobby, [Change(lobby, p, "left") for p in gone])
+    for person in gone:
+        presence.arrive(lobby, person, f"again-{person.pk}")
+    returns = presence.render_changes(lobby, [Change(lobby, p, "joined") for p in gone])
+
+    assert page_list_after(shown, departures) == ["carol", "dave"]  # all that is online
+    # Back, they are the first three again, and carol and dave are pushed off.
+    listed = page_list_after(shown, departures, returns)
+    assert sorted(listed) == ["<b>eve</b>", "alice", "bob"]
+    assert fragments.presence_update(returns).count == "5"
 
 
 def test_down_to_the_limit_the_presence_fragment_empties_the_more_line(
