@@ -7,7 +7,9 @@ socket shares) and a query or three, so a storm of N connects costs N trips and 
 queries. `ask` hands a question to a batch instead: the questions asked while a call
 runs are answered together by the next one, by a function that takes them all and
 answers each (in the order asked). There is no waiting for a batch to fill: an idle
-server answers a lone question at once.
+server answers a lone question at once. Under a storm a batch may be asked to wait until
+`every` seconds after the previous one started (`ask(..., every=)`), so that what each
+call shares is shared by more (rooms/entering.py: a room's online list).
 """
 
 import asyncio
@@ -24,8 +26,10 @@ class _Batches(Generic[Question, Answer]):
     """The questions of one event loop waiting for `answer`, and the task answering them:
     everything asked while a call runs goes in the next call."""
 
-    def __init__(self, answer: Callable[[list[Question]], list[Answer]]) -> None:
+    def __init__(self, answer: Callable[[list[Question]], list[Answer]], every: float) -> None:
         self.answer = answer
+        self.every = every
+        self.started = float("-inf")  # (loop time of the last call)
         self.waiting: list[tuple[Question, asyncio.Future[Answer]]] = []
         self.task: asyncio.Task[None] | None = None
 
@@ -38,7 +42,11 @@ class _Batches(Generic[Question, Answer]):
         return await future
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while self.waiting:
+            # (The first question after a quiet spell of `every` goes at once.)
+            await asyncio.sleep(max(0.0, self.started + self.every - loop.time()))
+            self.started = loop.time()
             batch, self.waiting = self.waiting, []
             try:
                 answers = await database_sync_to_async(self.answer)([q for q, _ in batch])
@@ -55,13 +63,16 @@ class _Batches(Generic[Question, Answer]):
 _batches: dict[tuple[asyncio.AbstractEventLoop, Callable[..., Any]], _Batches[Any, Any]] = {}
 
 
-async def ask(answer: Callable[[list[Question]], list[Answer]], question: Question) -> Answer:
+async def ask(
+    answer: Callable[[list[Question]], list[Answer]], question: Question, *, every: float = 0.0
+) -> Answer:
     """`answer([question, ...])[i]` for this question, computed in the database thread
     together with every question asked of `answer` meanwhile. `answer` must answer each
-    question as if it were asked alone, and in order."""
+    question as if it were asked alone, and in order. While questions keep coming, calls
+    start at most once every `every` seconds (the first of a quiet spell at once)."""
     key = (asyncio.get_running_loop(), answer)
     if key not in _batches:
-        _batches[key] = _Batches(answer)
+        _batches[key] = _Batches(answer, every)
     batches: _Batches[Question, Answer] = _batches[key]
     return await batches.ask(question)
 

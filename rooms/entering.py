@@ -85,6 +85,14 @@ class Arrived:
     settled: str  # the cursor and the online list (room.html#caught-up)
 
 
+# While sockets keep arriving, their batches start at most this often: each batch reads
+# and renders the online list of each of its rooms once, and in a storm over many rooms
+# the batches were ~10 sockets over ~10 rooms, a read per socket (a quarter of the
+# new server's CPU in the 10,000-page reconnect storm, py-spy). A lone socket is not
+# kept waiting: the first batch of a quiet spell starts at once.
+ARRIVALS_EVERY = 0.1
+
+
 def arrive_many(asked: list[Arrival]) -> list[Arrived]:
     """Record the sockets' presence, then read each room's cursor and online list once.
 
@@ -114,7 +122,7 @@ def arrive_many(asked: list[Arrival]) -> list[Arrived]:
 async def arrive(arrival: Arrival) -> Arrived:
     """Record `arrival`'s presence (announcing its user if they came online) and read how
     far behind its page is, with every socket arriving meanwhile."""
-    arrived = await batches.ask(arrive_many, arrival)
+    arrived = await batches.ask(arrive_many, arrival, every=ARRIVALS_EVERY)
     if arrived.first:
         presence.announce([presence.Change(arrival.room, arrival.user, "joined")])
     return arrived

@@ -1,0 +1,57 @@
+"""realtime/batches.py: questions asked together are answered by one call, in order."""
+
+import asyncio
+import itertools
+import time
+
+from realtime import batches
+
+
+def doubled(questions: list[int]) -> list[int]:
+    calls.append((time.monotonic(), list(questions)))
+    return [2 * q for q in questions]
+
+
+calls: list[tuple[float, list[int]]] = []
+
+
+async def test_questions_asked_while_a_call_runs_go_in_the_next_call_in_order():
+    calls.clear()
+    answers = await asyncio.gather(*(batches.ask(doubled, q) for q in range(10)))
+    assert answers == [2 * q for q in range(10)]
+    assert [q for _, asked in calls for q in asked] == list(range(10))
+    assert len(calls) <= 2  # (the first may go alone; everything else waits for the next)
+
+
+async def test_a_lone_question_is_answered_at_once_and_a_stream_at_most_every_so_often():
+    calls.clear()
+    start = time.monotonic()
+    assert await batches.ask(doubled, 1, every=1.0) == 2
+    assert time.monotonic() - start < 0.5  # (not kept waiting for a batch to fill)
+    await asyncio.sleep(0.05)  # a quiet spell
+
+    async def stream() -> list[int]:
+        asked = []
+        for q in range(30):
+            asked.append(asyncio.ensure_future(batches.ask(doubled, q, every=1.0)))
+            await asyncio.sleep(0.05)
+        return list(await asyncio.gather(*asked))
+
+    calls.clear()
+    assert await stream() == [2 * q for q in range(30)]
+    starts = [at for at, _ in calls]
+    assert 2 <= len(calls) <= 3, calls  # 1.5 s of questions, a call a second at most
+    assert all(b - a >= 0.99 for a, b in itertools.pairwise(starts))
+
+
+async def test_a_failed_call_fails_each_of_its_questions_and_the_next_call_goes_on():
+    def fails_on_three(questions: list[int]) -> list[int]:
+        if 3 in questions:
+            raise ValueError("three")
+        return questions
+
+    results = await asyncio.gather(
+        *(batches.ask(fails_on_three, q) for q in (1, 2, 3)), return_exceptions=True
+    )
+    assert any(isinstance(r, ValueError) for r in results)
+    assert await batches.ask(fails_on_three, 4) == 4
