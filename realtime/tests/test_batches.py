@@ -4,7 +4,12 @@ import asyncio
 import itertools
 import time
 
+import pytest
+
 from realtime import batches
+
+# (The calls run through channels' database_sync_to_async, which tidies connections.)
+pytestmark = pytest.mark.django_db
 
 
 def doubled(questions: list[int]) -> list[int]:
