@@ -1,27 +1,32 @@
-"""Who is on a WebSocket: channels' AuthMiddlewareStack, in one step, without its session
-writes, and in batches.
+"""Who is on a WebSocket, decided as an HTTP request would decide it, in batches.
 
-Channels' SessionMiddleware wraps `send` so that it can save a changed session and set
-its cookie on an HTTP response. A socket does neither, yet the wrapper asked the lazy
-session whether it had changed on every frame sent: under load, about a sixth of the
-event loop's time (measured: bench/RESULTS.md). Here the session is loaded from the
-same cookie by the same engine, and `send` is left alone.
+`session_users` is the one place that says whom a session is signed in as now: the checks
+of django.contrib.auth.get_user on a fresh read of each session, for many sessions in two
+queries. A socket is let in by it when it connects (`SocketAuthMiddleware`) and kept by it
+on every send and every access check after (rooms.services.socket_access), so the two
+never disagree.
 
-One middleware instead of channels' three (cookies, session, user): each of those copies
-the scope and stays suspended, its copy with it, for as long as the socket is open. One
-copy and one frame is about 1.5 KiB less per idle socket (`python -m bench.memory`).
-scope["user"] is the user itself (or AnonymousUser), not channels' lazy wrapper: it is
-resolved here before the consumer starts, as channels' AuthMiddleware also does.
+`SocketAuthMiddleware` puts scope["cookies"], scope["session"] (a lazy session store,
+never saved) and scope["user"] in the scope, as channels' AuthMiddlewareStack does, with
+three differences:
 
-The user is found as channels' `get_user` finds it, for all the sockets connecting at
-once (realtime/batches.py): their sessions in one query (when the session engine has a
-`load_many`, as site_config.sessions does) and their users in one more. Socket by
-socket, those two queries were a third of a connect storm's CPU (py-spy, 1,000 connects).
+- it is one middleware, not three: each of channels' copies the scope and stays
+  suspended, its copy with it, for as long as the socket is open (one copy and one frame
+  is ~1.5 KiB less per idle socket, `python -m bench.memory`); scope["user"] is the user
+  itself (or AnonymousUser), not a lazy wrapper;
+- `send` is left alone: channels' SessionMiddleware wraps it to save a changed session
+  on an HTTP response, and under load asking the session whether it changed on every
+  frame was about a sixth of the event loop's time (bench/RESULTS.md);
+- the users of the sockets connecting together are found together (realtime/batches.py):
+  socket by socket, the session and user queries were a third of a 1,000-connect storm's
+  CPU (py-spy). And the session is only read: a session whose auth hash no longer
+  matches is refused, not flushed (the next HTTP request flushes it, as Django does).
 """
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from importlib import import_module
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import (
@@ -33,15 +38,17 @@ from django.contrib.auth import (
 )
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AnonymousUser
-from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
+from django.core.exceptions import ValidationError
 from django.http.cookie import parse_cookie
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from realtime import batches
 
 
 class SocketAuthMiddleware:
-    """scope["cookies"], scope["session"] (loaded on first use, never saved) and
+    """scope["cookies"], scope["session"] (never loaded here, never saved) and
     scope["user"], as channels' CookieMiddleware, SessionMiddleware and AuthMiddleware
     put them there."""
 
@@ -55,9 +62,10 @@ class SocketAuthMiddleware:
             if name == b"cookie":  # (the first, as channels' CookieMiddleware reads it)
                 cookies = parse_cookie(value.decode("latin1"))
                 break
+        # (The store checks the key: a cookie that is no key is no session.)
         session = self.session_store(cookies.get(settings.SESSION_COOKIE_NAME))
         scope = {**scope, "cookies": cookies, "session": session}
-        scope["user"] = await batches.ask(users_of, session)
+        scope["user"] = await batches.ask(users_of, session.session_key)
         return await self.inner(scope, receive, send)
 
 
@@ -66,43 +74,84 @@ def SocketAuthMiddlewareStack(inner: Any) -> SocketAuthMiddleware:
     return SocketAuthMiddleware(inner)
 
 
-def users_of(sessions: Sequence[SessionBase]) -> list[Any]:
-    """channels.auth.get_user for each session (its user, or AnonymousUser: the session
-    flushed if its password hash no longer matches), in two queries for them all: the
-    sessions' rows, then the users that Django's ModelBackend looks up one by one (any
-    other backend is asked per session, as before)."""
-    load_many = getattr(type(sessions[0]), "load_many", None) if sessions else None
-    if load_many is not None:
-        load_many(sessions)
-    backends = {path: load_backend(path) for path in settings.AUTHENTICATION_BACKENDS}
-    signed_in: list[tuple[Any, Any] | None] = []  # per session: (its backend, its user id)
-    for session in sessions:
-        try:
-            user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
-            backend = backends.get(session[BACKEND_SESSION_KEY])
-        except KeyError:
-            backend = None
-        signed_in.append(None if backend is None else (backend, user_id))
-    # (Exactly ModelBackend: a subclass may look its users up its own way.)
-    batched = {found[1] for found in signed_in if found and type(found[0]) is ModelBackend}
-    model_users = {u.pk: u for u in get_user_model()._default_manager.filter(pk__in=batched)}
-    users: list[Any] = []
-    for session, found in zip(sessions, signed_in, strict=True):
-        user = None
-        if found is not None:
-            backend, user_id = found
-            if type(backend) is ModelBackend:  # its get_user, from the batch
-                user = model_users.get(user_id)
-                user = user if user is not None and backend.user_can_authenticate(user) else None
-            else:
-                user = backend.get_user(user_id)
-            if user is not None and hasattr(user, "get_session_auth_hash"):
-                session_hash = session.get(HASH_SESSION_KEY)
-                if not (
-                    session_hash
-                    and constant_time_compare(session_hash, user.get_session_auth_hash())
-                ):
-                    session.flush()
-                    user = None
-        users.append(user or AnonymousUser())
+def users_of(session_keys: Sequence[str | None]) -> list[Any]:
+    """The user each session key is signed in as (session_users), or AnonymousUser."""
+    users = session_users(set(session_keys))
+    return [users.get(key or "") or AnonymousUser() for key in session_keys]
+
+
+def session_users(session_keys: Collection[str | None]) -> dict[str, Any]:
+    """The user each of these sessions is signed in as now, by session key; sessions that
+    ended or no longer vouch for an active user are left out.
+
+    The checks of django.contrib.auth.get_user, on a fresh read of each session: it exists
+    and has not expired, its backend is still configured and still returns the user
+    (ModelBackend: only an active one), and its auth hash still matches the user's
+    (current or fallback secret), so a password change ends every other session. Unlike
+    get_user it only reads: it never flushes or cycles a session.
+    """
+    claims: dict[str, tuple[Any, str, str | None]] = {}  # key: user id, backend, hash
+    for key, session in _load_sessions([key for key in session_keys if key]).items():
+        if (claim := session_claims(session)) is not None:
+            claims[key] = claim
+    users = _load_users({(user_id, backend) for user_id, backend, _ in claims.values()})
+    signed_in = {}
+    for key, (user_id, backend_path, session_hash) in claims.items():
+        user = users.get((user_id, backend_path))
+        if user is not None and user.is_active and vouches_for(user, session_hash):
+            signed_in[key] = user
+    return signed_in
+
+
+def session_claims(session: dict[str, Any]) -> tuple[Any, str, str | None] | None:
+    """Whom a session's data says it is signed in as, through which (configured) backend,
+    with which auth hash; None if it says nothing usable."""
+    try:
+        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
+        backend_path = session[BACKEND_SESSION_KEY]
+    except (KeyError, ValidationError):
+        return None
+    if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    return user_id, backend_path, session.get(HASH_SESSION_KEY)
+
+
+def _load_sessions(keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The data of each live session (missing and expired ones left out)."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    if issubclass(store, DatabaseSessionStore):  # (the default engine) in one query
+        rows = store.get_model_class().objects.filter(
+            session_key__in=keys, expire_date__gt=timezone.now()
+        )
+        return {row.session_key: store().decode(row.session_data) for row in rows}
+    return {key: dict(store(key).items()) for key in keys}
+
+
+def _load_users(claims: set[tuple[Any, str]]) -> dict[tuple[Any, str], Any]:
+    """What each (user id, backend path) backend.get_user() returns, when not None."""
+    by_backend: defaultdict[str, set[Any]] = defaultdict(set)
+    for user_id, backend_path in claims:
+        by_backend[backend_path].add(user_id)
+    users = {}
+    for backend_path, user_ids in by_backend.items():
+        backend = load_backend(backend_path)
+        if type(backend).get_user is ModelBackend.get_user:  # the same, in one query
+            model_backend = cast(ModelBackend, backend)
+            found = get_user_model()._default_manager.in_bulk(user_ids)
+            for user_id, user in found.items():
+                if model_backend.user_can_authenticate(user):
+                    users[user_id, backend_path] = user
+        else:
+            for user_id in user_ids:
+                if (loaded := backend.get_user(user_id)) is not None:
+                    users[user_id, backend_path] = loaded
     return users
+
+
+def vouches_for(user: Any, session_hash: str | None) -> bool:
+    if not hasattr(user, "get_session_auth_hash"):
+        return True
+    if not session_hash:
+        return False
+    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+    return any(constant_time_compare(session_hash, known) for known in hashes)

@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from importlib import import_module
@@ -19,16 +19,12 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import (
-    BACKEND_SESSION_KEY,
-    HASH_SESSION_KEY,
-    SESSION_KEY,
     get_user_model,
     load_backend,
 )
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
-from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import (
@@ -45,9 +41,9 @@ from django.db.models import (
 from django.db.models.manager import BaseManager
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
-from django.utils.crypto import constant_time_compare
 
 import realtime
+from realtime.auth import session_claims, session_users, vouches_for
 from rooms.forms import ComposerForm
 from rooms.models import (
     ROOM_SLUG_PATTERN,
@@ -236,7 +232,7 @@ def _allowed_in_one_query(room_id: int, user_id: int, session_key: str) -> Allow
         return None  # the user or the session is gone
     if expire_date <= timezone.now():
         return None  # the session expired
-    claims = _claims(store().decode(session_data))
+    claims = session_claims(store().decode(session_data))
     if claims is None or claims[0] != user_id:
         return None
     backend = load_backend(claims[1])
@@ -245,7 +241,7 @@ def _allowed_in_one_query(room_id: int, user_id: int, session_key: str) -> Allow
     user = query.user.instance(query.db, user_values)
     if not cast(ModelBackend, backend).user_can_authenticate(user):
         return None
-    if not user.is_active or not _vouches_for(user, claims[2]):
+    if not user.is_active or not vouches_for(user, claims[2]):
         return None
     room = query.room.instance(query.db, query.room.values(row[: query.user_at], connection))
     members = {(room.pk, user.pk)} if row[-1] else set()
@@ -285,83 +281,6 @@ def _access(
     if not can_enter(room, user, is_member=(room.pk, user.pk) in members):
         return Forbidden(f"{user} may no longer enter {room}")
     return Allowed(room, user)
-
-
-def session_users(session_keys: Collection[str | None]) -> dict[str, Any]:
-    """The user each of these sessions is signed in as now, by session key; sessions that
-    ended or no longer vouch for an active user are left out.
-
-    The checks of django.contrib.auth.get_user, on a fresh read of each session: it exists
-    and has not expired, its backend is still configured and still returns the user
-    (ModelBackend: only an active one), and its auth hash still matches the user's
-    (current or fallback secret), so a password change ends every other session. Unlike
-    get_user it only reads: it never flushes or cycles a session.
-    """
-    claims: dict[str, tuple[Any, str, str | None]] = {}  # key: user id, backend, hash
-    for key, session in _load_sessions([key for key in session_keys if key]).items():
-        if (claim := _claims(session)) is not None:
-            claims[key] = claim
-    users = _load_users({(user_id, backend) for user_id, backend, _ in claims.values()})
-    signed_in = {}
-    for key, (user_id, backend_path, session_hash) in claims.items():
-        user = users.get((user_id, backend_path))
-        if user is not None and user.is_active and _vouches_for(user, session_hash):
-            signed_in[key] = user
-    return signed_in
-
-
-def _claims(session: dict[str, Any]) -> tuple[Any, str, str | None] | None:
-    """Whom a session's data says it is signed in as, through which (configured) backend,
-    with which auth hash; None if it says nothing usable."""
-    try:
-        user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
-        backend_path = session[BACKEND_SESSION_KEY]
-    except (KeyError, ValidationError):
-        return None
-    if backend_path not in settings.AUTHENTICATION_BACKENDS:
-        return None
-    return user_id, backend_path, session.get(HASH_SESSION_KEY)
-
-
-def _load_sessions(keys: list[str]) -> dict[str, dict[str, Any]]:
-    """The data of each live session (missing and expired ones left out)."""
-    store = import_module(settings.SESSION_ENGINE).SessionStore
-    if issubclass(store, DatabaseSessionStore):  # (the default engine) in one query
-        rows = store.get_model_class().objects.filter(
-            session_key__in=keys, expire_date__gt=timezone.now()
-        )
-        return {row.session_key: store().decode(row.session_data) for row in rows}
-    return {key: dict(store(key).items()) for key in keys}
-
-
-def _load_users(claims: set[tuple[Any, str]]) -> dict[tuple[Any, str], Any]:
-    """What each (user id, backend path) backend.get_user() returns, when not None."""
-    by_backend: defaultdict[str, set[Any]] = defaultdict(set)
-    for user_id, backend_path in claims:
-        by_backend[backend_path].add(user_id)
-    users = {}
-    for backend_path, user_ids in by_backend.items():
-        backend = load_backend(backend_path)
-        if type(backend).get_user is ModelBackend.get_user:  # the same, in one query
-            model_backend = cast(ModelBackend, backend)
-            found = get_user_model()._default_manager.in_bulk(user_ids)
-            for user_id, user in found.items():
-                if model_backend.user_can_authenticate(user):
-                    users[user_id, backend_path] = user
-        else:
-            for user_id in user_ids:
-                if (loaded := backend.get_user(user_id)) is not None:
-                    users[user_id, backend_path] = loaded
-    return users
-
-
-def _vouches_for(user: Any, session_hash: str | None) -> bool:
-    if not hasattr(user, "get_session_auth_hash"):
-        return True
-    if not session_hash:
-        return False
-    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
-    return any(constant_time_compare(session_hash, known) for known in hashes)
 
 
 UserSocketKey = tuple[int, str | None]  # a user socket's user id and session key

@@ -1,7 +1,7 @@
 """realtime/layers.py HubRedisPubSubChannelLayer, on a real Redis of this module's own."""
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
@@ -29,7 +29,7 @@ def subscribe_commands(url: str) -> int:
 
 
 @pytest.fixture
-async def layer(redis_url: str) -> HubRedisPubSubChannelLayer:
+async def layer(redis_url: str) -> AsyncIterator[HubRedisPubSubChannelLayer]:
     layer = HubRedisPubSubChannelLayer(hosts=[redis_url])
     yield layer
     await layer.flush()

@@ -142,7 +142,7 @@ def page_list_after(page_html: str, *ticks: str) -> list[str]:
     """The usernames a page's online list holds: its entries, then each tick's deletes and
     appends (by id, as htmx applies them: an entry appended again is deleted first)."""
     entries = fragments.parse(page_html).find_all("li")
-    names = {li.id: li.attrs["data-username"] for li in entries}
+    names: dict[str | None, str | None] = {li.id: li.attrs["data-username"] for li in entries}
     listed = [li.id for li in entries]
     for html in ticks:
         update = fragments.presence_update(html)
@@ -150,7 +150,7 @@ def page_list_after(page_html: str, *ticks: str) -> list[str]:
         for li in update.appended:
             names[li.id] = li.attrs["data-username"]
             listed.append(li.id)
-    return [names[i] for i in listed]
+    return [names[i] or "" for i in listed]
 
 
 def test_who_leaves_a_full_list_makes_room_for_the_next_by_name(lobby, limit, five_online) -> None:
