@@ -190,6 +190,10 @@ class _Inbox:
             for group, group_events in by_group.items():
                 for run in _runs(group_events):
                     await self._deliver_run(group, run)
+                # Let the loop run between groups: a presence tick over ten rooms of 1,000
+                # sockets was 10,000 sends in one turn, and /healthz waited 130 ms for it
+                # (bench: 10,000 idle sockets). One room's sends stay together, in order.
+                await asyncio.sleep(0)
 
     async def _deliver_run(self, group: str, run: list[Event]) -> None:
         html = _joined_html(run)  # once for every socket
