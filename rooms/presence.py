@@ -319,8 +319,8 @@ def _list_changes(
     - under the limit, whoever joined is appended;
     - past it, a join among the first is appended and pushes the last of them off; a
       join after them is only the count and "and N more". A storm of N joins into a big
-      room then sends each page O(1) entries a tick, O(limit) in all, not an entry per
-      join (O(N^2) bytes);
+      room then sends each page the few joins that land among the first, not an entry
+      per join (O(N^2) bytes in all);
     - whoever leaves makes room for the next by name, appended. (Without that, the
       departures a restart announces as the pages come back to the new process left
       pages listing a few people and "and 900 more".)
