@@ -8,8 +8,11 @@ time spent running). Prints the step's figures (p99, CPU per delivery) and the t
 by own time (the function on top of the stack) and by total time (anywhere on the stack),
 per thread (the event loop's, the ORM thread's), as shares of the samples. The raw
 profile (collapsed stacks; `--format speedscope` for https://www.speedscope.app) is kept.
+With `--storm` it samples N sockets connecting at once instead (64 handshakes in flight,
+as `python -m bench --connect N`), and prints the storm's figures.
 
     .venv/bin/python -m bench.profile --n 100 --rate 16000 --duration 20
+    .venv/bin/python -m bench.profile --storm --n 1000 [--redis]
 """
 
 import argparse
