@@ -19,8 +19,8 @@ page reconnects at once, from its cursor, while people keep posting. Measured he
   cursor to the room's last (by `data-seq`, read from the database), and its online
   count and list are exact (every page is a different user, all online): the count is
   everyone, and the list with its "and N more" accounts for everyone (a list capped at
-  CHAT_ONLINE_LIST_LIMIT holds that many, plus the joins appended since, which the
-  page's style hides; never more entries than people).
+  CHAT_ONLINE_LIST_LIMIT holds the first that many by name, and for a moment perhaps one
+  more, which the page's style hides; never more entries than people).
 """
 
 import asyncio
@@ -344,6 +344,7 @@ async def reconnect_storm(
         await asyncio.sleep(1.0)  # the last presence tick
         incomplete = [p for p in storm.pages if not _complete(p, last_seqs)]
         users = [sum(1 for p in storm.pages if p.room == room) for room in range(rooms)]
+        inexact = [p for p in storm.pages if not _list_exact(p, users[p.room])]
         result.update(
             sent=len(sent),
             stored=stored,
@@ -362,13 +363,11 @@ async def reconnect_storm(
                 for code in sorted({c for p in storm.pages for c in p.closes})
             },
             online_count_exact=sum(1 for p in storm.pages if p.count == users[p.room]),
-            online_list_exact=sum(1 for p in storm.pages if _list_exact(p, users[p.room])),
+            online_list_exact=n - len(inexact),
             # (Pages whose list is not: entries, "and N more", count, people in the room.)
             online_list_samples=[
-                (len(p.online), p.more, p.count, users[p.room])
-                for p in storm.pages
-                if not _list_exact(p, users[p.room])
-            ][:5],
+                (len(p.online), p.more, p.count, users[p.room]) for p in inexact[:5]
+            ],
             bytes_received=storm.bytes_received,
         )
     finally:
