@@ -2,10 +2,10 @@
 
 On a server with CHAT_ONLINE_LIST_LIMIT=3 and five people in a room, the sidebar shows
 three entries, the exact count and "and 2 more"; someone joining moves the count and the
-line live while the list still shows three (the joins appended past the limit are hidden
-by the page's own style); the line links to everyone online; on a phone it is in the
-People drawer; axe-core finds nothing on these pages. Screenshots for a person to look
-at: e2e/screenshots/16-online-more-*.png.
+line live while the list still shows three (a join is appended only among the first by
+name, and an entry past the limit is hidden by the page's own style); the line links to
+everyone online; on a phone it is in the People drawer; axe-core finds nothing on these
+pages. Screenshots for a person to look at: e2e/screenshots/16-online-more-*.png.
 """
 
 import pytest
@@ -39,15 +39,17 @@ def test_a_capped_online_list_shows_the_limit_and_the_rest_live(
         expect(count).to_have_text("5", timeout=LIVE_TIMEOUT_MS)
         expect(more).to_have_text("and 2 more online in #" + room_slug)
         expect(more.get_by_role("link")).to_have_attribute("href", f"/rooms/{room_slug}/online/")
-        # Alice's page was there first: joins were appended while the list had room (a
-        # tick's worth may pass the limit, hidden by the page's style), and three show.
+        # Alice's page was there first: joins were appended while the list had room, then
+        # only among the first by name (an entry past the limit is hidden by the page's
+        # style), and three show.
         expect(page.locator("#online-list > li:visible")).to_have_count(3)
         assert 3 <= page.locator("#online-list > li").count() <= 5
         screenshot(page, "16-online-more-1280")
         assert_no_axe_violations(page, "a capped online list")
 
         # The phone's page came last: its list was capped by the server (and its own join,
-        # past the limit, appended no entry). In the People drawer, one tap away.
+        # "phone" being past the first three by name, appended no entry). In the People
+        # drawer, one tap away.
         expect(phone.page.locator("#online-more")).to_be_hidden()
         phone.page.locator("details[data-drawer] summary", has_text="People").click()
         expect(phone.page.locator("#online-list > li")).to_have_count(3)

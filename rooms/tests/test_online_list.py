@@ -51,7 +51,7 @@ def test_the_page_lists_the_first_people_and_links_to_the_rest(
     assert more.text == "and 2 more online in #lobby"  # (its last words are for screen readers)
     assert more.one("a").attr("href") == "/rooms/lobby/online/"
     assert more.one("a").one(class_="visually-hidden").text == "online in #lobby"
-    # Joins are appended past the limit later: the page's own style hides them.
+    # A list read between two ticks may hold one more for a moment: the page's style hides it.
     style = document.one("style").text
     assert "#online-list > li:nth-child(n+4) { display: none; }" in style
     # The list is no live region (presence is announced by the log's lines).
