@@ -64,6 +64,7 @@ import json  # noqa: E402
 import uuid  # noqa: E402
 import weakref  # noqa: E402
 from asyncio import FIRST_COMPLETED  # noqa: E402
+from collections import Counter  # noqa: E402
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator  # noqa: E402
 from http.cookies import SimpleCookie  # noqa: E402
 from typing import Any, ClassVar  # noqa: E402
@@ -262,6 +263,21 @@ def other_room() -> Room:
 def alice_client(login: Any, alice: Any) -> Any:
     """A logged-in HTTPS test client of alice's."""
     return login(alice)
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """How many times each partial is rendered: services.render_fragment's calls, by
+    partial (every render goes through it, as bench/ours_asgi.py counts them)."""
+    counted: Counter[str] = Counter()
+    render = services.render_fragment
+
+    def counting(partial: str, **context: Any) -> str:
+        counted[partial] += 1
+        return render(partial, **context)
+
+    monkeypatch.setattr(services, "render_fragment", counting)
+    return counted
 
 
 # Sockets -------------------------------------------------------------------------------

@@ -2,9 +2,6 @@
 pages that list it, rendered once per message; a mention reaches every page of the person
 mentioned and nobody else; what a room socket delivers is read, written in batches."""
 
-from collections import Counter
-from typing import Any
-
 import pytest
 from channels.db import database_sync_to_async
 
@@ -36,20 +33,6 @@ def activity_in(html: str) -> list[dict[str, str | None]]:
 
 def notifications_in(html: str) -> list[fragments.Element]:
     return fragments.parse(html).find_all(class_="notification--mention")
-
-
-@pytest.fixture
-def renders(monkeypatch) -> Counter[str]:
-    """How many times each partial is rendered."""
-    counted: Counter[str] = Counter()
-    render = services.render_fragment
-
-    def counting(partial: str, **context: Any) -> str:
-        counted[partial] += 1
-        return render(partial, **context)
-
-    monkeypatch.setattr(services, "render_fragment", counting)
-    return counted
 
 
 # A room's activity ----------------------------------------------------------------------------

@@ -1,10 +1,8 @@
 """Each message's catch-up HTML is rendered once per version and kept (services.RenderedMessages):
 pages coming back from different cursors share the renders, never a stale one."""
 
-from collections import Counter
 from typing import Any
 
-import pytest
 from django.utils import timezone
 
 from rooms import changes, services
@@ -25,20 +23,6 @@ def frames_of(room: Room, after: int) -> str:
 def articles(html: str) -> dict[str | None, fragments.Element]:
     """Each message's element in `html` (its attributes and content), by id."""
     return {article.id: article for article in fragments.messages_in(html)}
-
-
-@pytest.fixture
-def renders(monkeypatch) -> Counter[str]:
-    """services.render_fragment's calls, by partial (as bench/ours_asgi.py counts them)."""
-    counted: Counter[str] = Counter()
-    render = services.render_fragment
-
-    def counting(partial: str, **context: Any) -> str:
-        counted[partial] += 1
-        return render(partial, **context)
-
-    monkeypatch.setattr(services, "render_fragment", counting)
-    return counted
 
 
 def fresh(message: Message, partial: str = "message") -> str:
