@@ -15,6 +15,7 @@ installed):
 - realtime/limits.py (TESTED_VERSIONS), realtime/writes.py `write_now` (TESTED_VERSIONS)
   and `send_frame` (FRAMES_TESTED_VERSIONS);
 - realtime/footprint.py (TESTED_VERSIONS): what each open socket keeps;
+- realtime/sweeps.py (TESTED_VERSIONS): Daphne's sweeps over every connection, in slices;
 - realtime/layers.py `HubRedisPubSubChannelLayer` (REDIS_TESTED_VERSIONS): channels-redis'
   subscriptions, in batches;
 - site_config/http_guard.py (TESTED_VERSIONS).

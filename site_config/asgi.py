@@ -20,7 +20,7 @@ django_asgi_app = get_asgi_application()  # sets Django up before the imports be
 
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from realtime import footprint, lifecycle, limits, writes  # noqa: E402
+from realtime import footprint, lifecycle, limits, sweeps, writes  # noqa: E402
 from realtime.auth import SocketAuthMiddlewareStack  # noqa: E402
 from realtime.origins import ExactOriginValidator  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
@@ -59,6 +59,8 @@ http_guard.install()
 limits.install()
 # Under Daphne: what each open socket keeps is smaller (a lighter queue, no upgraded request).
 footprint.install()
+# Under Daphne: its sweeps over every connection run a slice per loop turn, not all in one.
+sweeps.install()
 
 # The garbage collector's full passes walk every object the process holds, and a process
 # with 500 sockets holds a lot of them: with the default thresholds, three pauses of

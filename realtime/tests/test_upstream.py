@@ -5,7 +5,7 @@ import importlib.metadata
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from realtime import footprint, layers, lifecycle, limits, upstream, writes
+from realtime import footprint, layers, lifecycle, limits, sweeps, upstream, writes
 from site_config import http_guard
 
 PATCHES = {
@@ -14,6 +14,7 @@ PATCHES = {
     "realtime/footprint.py": footprint.TESTED_VERSIONS,
     "HubRedisPubSubChannelLayer (realtime/layers.py)": layers.REDIS_TESTED_VERSIONS,
     "realtime/limits.py": limits.TESTED_VERSIONS,
+    "realtime/sweeps.py": sweeps.TESTED_VERSIONS,
     "realtime/writes.py": writes.TESTED_VERSIONS,
     "send_frame (realtime/writes.py)": writes.FRAMES_TESTED_VERSIONS,
     "site_config/http_guard.py": http_guard.TESTED_VERSIONS,
