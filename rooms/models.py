@@ -131,6 +131,16 @@ class Message(models.Model):
             self.seq = self.changed_seq = Room.take_seq(self.room_id)
             super().save(*args, **kwargs)
 
+    @property
+    def file(self) -> "Attachment | None":
+        """Its attachment, or None. What templates ask: `message.attachment` raises for a
+        message without one, and the template engine answers a failed lookup with a
+        dir() of the message: ~15 us of the message partial's ~330 us, on every message."""
+        try:
+            return self.attachment
+        except Attachment.DoesNotExist:
+            return None
+
 
 class MessageRevision(models.Model):
     """A message's text as it was before an edit: for staff, in the admin."""
