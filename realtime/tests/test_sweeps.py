@@ -42,7 +42,7 @@ class Turns:
     def sweep(self, server: Server, check: Any, every: float) -> None:
         """A whole sweep, turn after turn; what it schedules next is left scheduled."""
         sweeps.sweep(server, check, every, self.call_later)
-        while self.delays() == [0]:
+        while self.delays() == [sweeps.SLICE_PAUSE]:
             self.run_next()
         assert self.delays() == [every]
 
@@ -86,16 +86,16 @@ async def test_timeouts_are_checked_a_slice_per_turn(monkeypatch: pytest.MonkeyP
         turns = Turns()
 
         sweeps.sweep(server, sweeps._check_timeouts, sweeps.TIMEOUTS_EVERY, turns.call_later)
-        # The first three, and the rest on the next turn (at once).
+        # The first three, and the rest on the next turns, SLICE_PAUSE apart.
         assert [pings(ws) for ws in sockets] == [1, 1, 1, 0, 0, 0, 0, 0]
-        assert turns.delays() == [0]
+        assert turns.delays() == [sweeps.SLICE_PAUSE]
 
         # A connection that went away between two slices is not checked.
         gone = sockets[4]
         del server.connections[gone.protocol]
         turns.run_next()
         assert [pings(ws) for ws in sockets] == [0, 0, 0, 1, 0, 1, 0, 0]
-        assert turns.delays() == [0]
+        assert turns.delays() == [sweeps.SLICE_PAUSE]
         turns.run_next()
         assert [pings(ws) for ws in sockets] == [0, 0, 0, 0, 0, 0, 1, 1]
 
