@@ -23,6 +23,7 @@ from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  #
 from realtime import footprint, lifecycle, limits, sweeps, writes  # noqa: E402
 from realtime.auth import SocketAuthMiddlewareStack  # noqa: E402
 from realtime.origins import ExactOriginValidator  # noqa: E402
+from realtime.views import HealthzFirst  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 from rooms.workers import ThumbnailConsumer  # noqa: E402
 from site_config import http_guard  # noqa: E402
@@ -35,7 +36,8 @@ application = http_guard.RequestGuard(
         http_guard.ASGIApp,
         ProtocolTypeRouter(
             {
-                "http": django_asgi_app,
+                # (/healthz ahead of Django's middleware: realtime/views.py)
+                "http": HealthzFirst(cast(http_guard.ASGIApp, django_asgi_app)),
                 "websocket": ExactOriginValidator(
                     cast(
                         http_guard.ASGIApp,
