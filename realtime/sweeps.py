@@ -45,9 +45,8 @@ log = logging.getLogger("daphne.server")  # (Daphne's own messages, under Daphne
 # What `install` was written and tested against (realtime/upstream.py).
 TESTED_VERSIONS = {"daphne": "4.2.3"}
 
-# Connections checked per reactor turn: about 2-8 ms of a turn (pings are the dearest),
-# and a pause between turns: the pinged clients' pongs come back together, and each is
-# read in a turn of its own, all of them before anything that became ready after them.
+# Connections checked per reactor turn (about 2-8 ms of a turn; pings are the dearest),
+# and the pause between turns, which spreads the pinged clients' pongs out.
 SLICE = 256
 SLICE_PAUSE = 0.02  # seconds: 10,000 connections swept in 0.8 s
 APPLICATION_EVERY = 1.0  # seconds between application sweeps (Daphne's)

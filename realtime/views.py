@@ -1,17 +1,15 @@
 """/healthz: what a load balancer or orchestrator asks before sending a process traffic.
 
-`check_health()` is the check. Under ASGI, `HealthzFirst` answers GET and HEAD /healthz ahead
-of Django: through Django, a check went through the eleven middlewares, and Django runs
-each sync hook of an async request in a thread, a round trip from the event loop each.
-With 10,000 sockets held that was 7-8 ms at the median, against 3.6-4.5 ms ahead of
-Django (bench/RESULTS.md, "/healthz while 10,000 sockets are held"). So it answers any
-Host too, as a load balancer that probes by address needs. The Django view (`healthz`,
-for the URL conf and the test client) answers the same.
+`check_health()` is the check. Under ASGI, site_config/healthz.py answers GET and HEAD
+/healthz with it ahead of Django: through Django, a check went through the eleven
+middlewares, and Django runs each sync hook of an async request in a thread, a round
+trip from the event loop each. With 10,000 sockets held that was 7-8 ms at the median,
+against 3.6-4.5 ms ahead of Django (bench/RESULTS.md, "/healthz while 10,000 sockets are
+held"). So it answers any Host too, as a load balancer that probes by address needs. The
+Django view (`healthz`, for the URL conf and the test client) answers the same.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
@@ -20,12 +18,6 @@ from django.views.decorators.cache import never_cache
 from realtime import sockets
 
 CHECK_SECONDS = 3.0
-PATH = "/healthz"
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 async def check_health() -> tuple[int, str]:
@@ -63,30 +55,3 @@ def _ping_database() -> None:
 async def healthz(request: HttpRequest) -> HttpResponse:
     status, text = await check_health()
     return HttpResponse(text, status=status, content_type="text/plain")
-
-
-class HealthzFirst:
-    """ASGI: GET and HEAD /healthz answered here, anything else passed to `app`."""
-
-    HEADERS = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        # (what never_cache sends)
-        (b"cache-control", b"max-age=0, no-cache, no-store, must-revalidate, private"),
-        (b"x-content-type-options", b"nosniff"),
-    ]
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        asked = scope["type"] == "http" and scope["path"] == PATH
-        if not asked or scope["method"] not in ("GET", "HEAD"):
-            await self.app(scope, receive, send)
-            return
-        status, text = await check_health()
-        body = text.encode()
-        headers = [*self.HEADERS, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )

@@ -23,10 +23,10 @@ from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  #
 from realtime import footprint, lifecycle, limits, sweeps, writes  # noqa: E402
 from realtime.auth import SocketAuthMiddlewareStack  # noqa: E402
 from realtime.origins import ExactOriginValidator  # noqa: E402
-from realtime.views import HealthzFirst  # noqa: E402
 from rooms.routing import websocket_urlpatterns  # noqa: E402
 from rooms.workers import ThumbnailConsumer  # noqa: E402
 from site_config import http_guard  # noqa: E402
+from site_config.healthz import HealthzFirst  # noqa: E402
 
 # Our middlewares (http_guard, origins) read a few keys of any scope, a plain mapping to
 # them; channels' stubs type its routers by asgiref.typing's scope per protocol. The same
@@ -36,7 +36,7 @@ application = http_guard.RequestGuard(
         http_guard.ASGIApp,
         ProtocolTypeRouter(
             {
-                # (/healthz ahead of Django's middleware: realtime/views.py)
+                # (/healthz ahead of Django's middleware: site_config/healthz.py)
                 "http": HealthzFirst(cast(http_guard.ASGIApp, django_asgi_app)),
                 "websocket": ExactOriginValidator(
                     cast(

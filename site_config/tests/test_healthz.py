@@ -1,5 +1,6 @@
-"""realtime/views.py: /healthz answered ahead of Django, through the real ASGI application
-(site_config/asgi.py), on the test database and the in-memory layer."""
+"""/healthz answered ahead of Django (site_config/healthz.py, the check in realtime/views.py),
+through the real ASGI application (site_config/asgi.py), on the test database and the
+in-memory layer."""
 
 from typing import Any
 
