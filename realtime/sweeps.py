@@ -104,15 +104,17 @@ def sweep(
     every: float,
     call_later: CallLater,
     protocols: list[Any] | None = None,
+    start: int = 0,
 ) -> None:
-    """Check the next SLICE of `protocols` (at first: every connection now), then the rest
-    on the next turns; `every` seconds after the last slice, sweep again."""
+    """Check the SLICE of `protocols` from `start` (at first: every connection now), then
+    the rest on the next turns; `every` seconds after the last slice, sweep again."""
     if protocols is None:
         protocols = list(server.connections)
-    for protocol in protocols[:SLICE]:
+    end = start + SLICE
+    for protocol in protocols[start:end]:
         check(server, protocol)
-    if len(protocols) > SLICE:
-        call_later(SLICE_PAUSE, sweep, server, check, every, call_later, protocols[SLICE:])
+    if end < len(protocols):
+        call_later(SLICE_PAUSE, sweep, server, check, every, call_later, protocols, end)
     else:
         call_later(every, sweep, server, check, every, call_later)
 
