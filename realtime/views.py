@@ -15,7 +15,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 
-from realtime import sockets
+from realtime import health, sockets
 
 CHECK_SECONDS = 3.0
 
@@ -29,10 +29,10 @@ async def check_health() -> tuple[int, str]:
         await asyncio.wait_for(asyncio.to_thread(_ping_database), CHECK_SECONDS)
     except Exception as error:
         return 503, f"database unavailable: {type(error).__name__}"
-    if not sockets.layer_health.healthy:
+    if (paused := health()) is not None:
         # A failed delivery, receive or fan-out task since the last good check: live
         # delivery is paused until the watchdog's next check resyncs every socket.
-        return 503, f"channel layer unavailable: {sockets.layer_health.reason}"
+        return 503, f"channel layer unavailable: {paused}"
     try:
         await sockets.probe().ping(timeout=CHECK_SECONDS)
     except sockets.Backlogged:

@@ -11,7 +11,7 @@ class HealthzFirst:
 
     HEADERS = [
         (b"content-type", b"text/plain; charset=utf-8"),
-        # (what never_cache sends)
+        # (never_cache's Cache-Control)
         (b"cache-control", b"max-age=0, no-cache, no-store, must-revalidate, private"),
         (b"x-content-type-options", b"nosniff"),
     ]
