@@ -228,6 +228,16 @@ class Connection(models.Model):
     # after it (rooms/presence.py), so that a reconnect is not a leave and a join.
     departed_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        indexes = [
+            # Who is online in a room (rooms/presence.py), read from the index alone:
+            # a connect storm reads it for every room of every batch of arrivals, and
+            # with the room's own index each of a room's rows was a lookup of its own.
+            models.Index(
+                fields=["room", "user", "seen_at", "departed_at"], name="connection_online"
+            ),
+        ]
+
     def __str__(self) -> str:
         return f"{self.user} in {self.room} via {self.server}"
 

@@ -33,7 +33,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
@@ -121,11 +121,12 @@ def more_than_listed(count: int) -> int:
 
 
 def online_list(room: Room) -> OnlineList:
-    # (Two reads: whoever comes or goes between them has a presence fragment on its way,
-    # which sets the count and the entry right.)
-    count = online_count(room)
-    users = list(online_people(room)[: settings.CHAT_ONLINE_LIST_LIMIT])
-    return OnlineList(users, count)
+    # One query: the first by name, each row carrying how many there are in all (a
+    # window over the whole of them, counted before the LIMIT). A connect storm reads
+    # this for each room of each batch of arrivals.
+    listed = online_people(room).annotate(online_count=Window(Count("pk")))
+    users = list(listed[: settings.CHAT_ONLINE_LIST_LIMIT])
+    return OnlineList(users, users[0].online_count if users else 0)
 
 
 # Each user's entry in an online list (room.html#online-user), rendered once and kept: a
