@@ -60,3 +60,36 @@ async def test_a_failed_call_fails_each_of_its_questions_and_the_next_call_goes_
     )
     assert any(isinstance(r, ValueError) for r in results)
     assert await batches.ask(fails_on_three, 4) == 4
+
+
+def slow_doubled(questions: list[int]) -> list[int]:
+    time.sleep(0.1)  # (a call that works 0.1 s in its thread)
+    return doubled(questions)
+
+
+async def test_calls_that_work_longer_come_further_apart_to_keep_their_share():
+    calls.clear()
+    start = time.monotonic()
+    assert await batches.ask(slow_doubled, 1, share=0.25) == 2
+    assert time.monotonic() - start < 0.5  # the first of a quiet spell goes at once
+
+    async def stream() -> list[int]:
+        asked = []
+        for q in range(24):
+            asked.append(asyncio.ensure_future(batches.ask(slow_doubled, q, share=0.25)))
+            await asyncio.sleep(0.05)
+        return list(await asyncio.gather(*asked))
+
+    calls.clear()
+    assert await stream() == [2 * q for q in range(24)]
+    # 1.2 s of questions: a call works 0.1 s, so they start 0.4 s apart, not back to back
+    # (which would be every 0.1 s, about a dozen calls).
+    starts = [at for at, _ in calls]
+    assert 3 <= len(calls) <= 5, calls
+    assert all(b - a >= 0.39 for a, b in itertools.pairwise(starts))
+
+
+async def test_a_share_outside_0_to_1_is_refused():
+    for share in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="share"):
+            await batches.ask(doubled, 1, share=share)
