@@ -3,6 +3,7 @@
 import asyncio
 import itertools
 import time
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,15 @@ def doubled(questions: list[int]) -> list[int]:
 calls: list[tuple[float, list[int]]] = []
 
 
+async def stream(answer: Any, questions: int, **pace: float) -> list[int]:
+    """Ask `answer` the questions 0, 1, ... one every 0.05 s; their answers."""
+    asked = []
+    for q in range(questions):
+        asked.append(asyncio.ensure_future(batches.ask(answer, q, **pace)))
+        await asyncio.sleep(0.05)
+    return list(await asyncio.gather(*asked))
+
+
 async def test_questions_asked_while_a_call_runs_go_in_the_next_call_in_order():
     calls.clear()
     answers = await asyncio.gather(*(batches.ask(doubled, q) for q in range(10)))
@@ -35,15 +45,8 @@ async def test_a_lone_question_is_answered_at_once_and_a_stream_at_most_every_so
     assert time.monotonic() - start < 0.5  # (not kept waiting for a batch to fill)
     await asyncio.sleep(0.05)  # a quiet spell
 
-    async def stream() -> list[int]:
-        asked = []
-        for q in range(30):
-            asked.append(asyncio.ensure_future(batches.ask(doubled, q, every=1.0)))
-            await asyncio.sleep(0.05)
-        return list(await asyncio.gather(*asked))
-
     calls.clear()
-    assert await stream() == [2 * q for q in range(30)]
+    assert await stream(doubled, 30, every=1.0) == [2 * q for q in range(30)]
     starts = [at for at, _ in calls]
     assert 2 <= len(calls) <= 3, calls  # 1.5 s of questions, a call a second at most
     assert all(b - a >= 0.99 for a, b in itertools.pairwise(starts))
@@ -73,15 +76,8 @@ async def test_calls_that_work_longer_come_further_apart_to_keep_their_share():
     assert await batches.ask(slow_doubled, 1, share=0.25) == 2
     assert time.monotonic() - start < 0.5  # the first of a quiet spell goes at once
 
-    async def stream() -> list[int]:
-        asked = []
-        for q in range(24):
-            asked.append(asyncio.ensure_future(batches.ask(slow_doubled, q, share=0.25)))
-            await asyncio.sleep(0.05)
-        return list(await asyncio.gather(*asked))
-
     calls.clear()
-    assert await stream() == [2 * q for q in range(24)]
+    assert await stream(slow_doubled, 24, share=0.25) == [2 * q for q in range(24)]
     # 1.2 s of questions: a call works 0.1 s, so they start 0.4 s apart, not back to back
     # (which would be every 0.1 s, about a dozen calls).
     starts = [at for at, _ in calls]
