@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from asgiref.typing import WebSocketDisconnectEvent, WebSocketReceiveEvent
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -143,13 +144,15 @@ class HubSocket(AsyncWebsocketConsumer):
         # channel of its own.
         hub.hold(self)
         try:
-            if message["type"] == "websocket.receive":
-                # Skips the close_old_connections thread hop channels adds to every
-                # handler: a received frame reaches the database only through
-                # database_sync_to_async, which closes stale connections itself.
-                await self.websocket_receive(cast(WebSocketReceiveEvent, message))
-            else:
-                await super().dispatch(message)
+            # As channels' dispatch, without the close_old_connections it runs in the
+            # database thread before every handler (a thread hop per connect, frame and
+            # event): a handler here reaches the database only through
+            # database_sync_to_async, which closes stale connections itself, in that
+            # same thread, before and after each call.
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is None:
+                raise ValueError(f"No handler for message type {message['type']}")
+            await handler(message)
         finally:
             await hub.release(self)
 

@@ -57,6 +57,29 @@ async def test_the_senders_composer_is_reset_out_of_band(gather, alice, lobby):
     assert fragments.is_message_fragment(pushed)
 
 
+async def test_no_handler_pays_channels_connection_cleanup_hop(
+    gather, alice, bob, lobby, monkeypatch
+):
+    """channels runs close_old_connections in the database thread before every handler;
+    ours reach the database only through database_sync_to_async, which does it there
+    itself, so the hop is skipped: on connect, on a frame, on a group event."""
+    from channels.db import aclose_old_connections
+
+    hops = []
+
+    async def counted() -> None:
+        hops.append(1)
+        await aclose_old_connections()
+
+    # (What channels' AsyncConsumer.dispatch calls, counted; it still runs.)
+    monkeypatch.setattr("channels.consumer.aclose_old_connections", counted)
+    alice_socket, bob_socket = await gather("lobby", alice, bob)
+    await alice_socket.send("hello")
+    await alice_socket.receive_sent()
+    assert "hello" in await bob_socket.receive()
+    assert hops == []
+
+
 async def test_messages_stay_in_their_room(gather, connect, alice, bob, lobby, other_room):
     (alice_socket,) = await gather("lobby", alice)
     (bob_elsewhere,) = await gather("other", bob)
