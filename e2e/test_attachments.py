@@ -239,6 +239,12 @@ def test_with_redis_the_thumbnails_worker_makes_it_and_it_appears_live(
                 ann.send("made by the worker")
                 expect_thumbnail(bob.page, ann.username, "worker.jpg")
                 expect_thumbnail(ann.page, ann.username, "worker.jpg")
+        except AssertionError as failure:
+            failure.add_note(
+                f"The worker's exit code: {worker.poll()}; the end of its log:\n"
+                + log_path.read_text(errors="replace")[-4000:]
+            )
+            raise
         finally:
             worker.terminate()
             worker.wait(15)

@@ -3,7 +3,9 @@
 `channel_layer()` is the configured layer, typed by what realtime/ calls on it
 (`ChannelLayer`). `HubInMemoryChannelLayer` is the embedded default's: channels' in-memory
 layer, sized for a hub. `HubRedisPubSubChannelLayer` is channels-redis' pub/sub layer,
-subscribing many groups in one command.
+subscribing many groups in one command. `JobsRedisChannelLayer` is channels-redis' core
+layer for jobs that wait in Redis for one worker (the thumbnails'), its reads outlasting
+its blocking pops.
 
 Each process receives every event through one channel (realtime/hub.py). The in-memory
 layer caps every channel at 100 queued messages and, when one is full, drops what
@@ -20,7 +22,9 @@ from typing import Any, Protocol, cast
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisSingleShardConnection
+from channels_redis.utils import decode_hosts
 from django.core.exceptions import ImproperlyConfigured
 
 from realtime import upstream
@@ -120,6 +124,24 @@ class HubRedisPubSubChannelLayer(RedisPubSubChannelLayer):  # type: ignore[misc]
         if not all(isinstance(shard, BatchedShard) for shard in layer._shards):
             layer._shards = [BatchedShard(shard.host, layer) for shard in layer._shards]
         return layer
+
+
+class JobsRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # (untyped upstream)
+    """channels-redis' core layer, whose socket reads wait longer than its blocking pops.
+
+    A worker's `receive` is a BZPOPMIN that Redis answers after `brpop_timeout` (5 s) when
+    no job comes, and redis-py 8 gives up on any read after 5 s (its default socket
+    timeout; it had none before). So a Redis that answers a moment late, on a busy
+    machine, raised redis.TimeoutError out of `receive` and `runworker` exited, leaving
+    every later image without a thumbnail. A host's own "socket_timeout" is kept.
+    """
+
+    READ_MARGIN_SECONDS = 10  # how late Redis may answer before it counts as gone
+
+    def __init__(self, hosts: Any = None, **kwargs: Any) -> None:
+        read_timeout = self.brpop_timeout + self.READ_MARGIN_SECONDS
+        hosts = [{"socket_timeout": read_timeout, **host} for host in decode_hosts(hosts)]
+        super().__init__(hosts, **kwargs)
 
 
 class BatchedShard(RedisSingleShardConnection):  # type: ignore[misc]  # (untyped upstream)

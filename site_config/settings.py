@@ -185,7 +185,7 @@ if REDIS_URL:
     # layer a job sent while no worker is subscribed is dropped, and each of several
     # workers would get every job.)
     CHANNEL_LAYERS["thumbnails"] = {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "realtime.layers.JobsRedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "expiry": 3600, "capacity": 10_000},
     }
 else:

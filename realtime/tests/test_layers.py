@@ -1,17 +1,21 @@
-"""realtime/layers.py HubRedisPubSubChannelLayer, on a real Redis of this module's own."""
+"""realtime/layers.py's Redis layers, on a real Redis of this module's own."""
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis
+from channels_redis.core import RedisChannelLayer
 
 from e2e import servers
-from realtime.layers import HubRedisPubSubChannelLayer
+from realtime.layers import HubRedisPubSubChannelLayer, JobsRedisChannelLayer
 
 
 @pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
+def redis_server() -> Iterator[servers.RedisProcess]:
     try:
         servers.redis_server_binary()
     except FileNotFoundError as error:
@@ -19,7 +23,12 @@ def redis_url() -> Iterator[str]:
             pytest.fail(f"{error} (required in CI)")
         pytest.skip(str(error))
     with servers.redis() as server:
-        yield f"redis://127.0.0.1:{server.port}/0"
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_url(redis_server: servers.RedisProcess) -> str:
+    return redis_server.url
 
 
 def subscribe_commands(url: str) -> int:
@@ -70,3 +79,46 @@ async def test_subscribing_on_a_redis_that_is_down_raises_for_everyone_asking():
     )
     assert all(isinstance(r, redis.ConnectionError) for r in results), results
     await layer.flush()
+
+
+# Jobs: a worker's receive across a Redis that answers late ------------------------------
+
+
+async def receive_across_a_stall(layer: Any, redis_server: servers.RedisProcess) -> Any:
+    """A worker waits for a job; Redis stops for 2 s around the moment its empty poll is
+    due to be answered (as on a busy machine); then a job is sent. Returns what the worker
+    received."""
+    waiting = asyncio.create_task(layer.receive("thumbnails"))
+    await asyncio.sleep(layer.brpop_timeout - 0.5)  # its BZPOPMIN is blocked in Redis
+    os.kill(redis_server.pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(2)
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    await layer.send("thumbnails", {"type": "thumbnail.make", "attachment": 7})
+    try:
+        return await asyncio.wait_for(waiting, 10)
+    finally:
+        await layer.flush()
+
+
+async def test_a_workers_receive_outlasts_a_redis_that_answers_late(redis_server):
+    layer = JobsRedisChannelLayer(hosts=[redis_server.url])
+    message = await receive_across_a_stall(layer, redis_server)
+    assert message == {"type": "thumbnail.make", "attachment": 7}
+
+
+async def test_upstreams_receive_dies_on_that_stall(redis_server):
+    """What the jobs layer is for: with redis-py 8's default read timeout (5 s) as long
+    as the poll (5 s), the late answer is a TimeoutError out of `receive`, which ends
+    `runworker`. (If redis-py stops timing reads out by default, this fails, and the
+    jobs layer is no longer needed.)"""
+    layer = RedisChannelLayer(hosts=[redis_server.url])
+    with pytest.raises(redis.TimeoutError):
+        await receive_across_a_stall(layer, redis_server)
+
+
+def test_a_hosts_own_read_timeout_is_kept(redis_url):
+    layer = JobsRedisChannelLayer(hosts=[redis_url, {"address": redis_url, "socket_timeout": 60}])
+    assert [host.get("socket_timeout") for host in layer.hosts] == [15, 60]
+    assert layer.hosts[0]["address"] == redis_url

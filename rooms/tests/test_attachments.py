@@ -650,7 +650,7 @@ def test_storage_is_a_local_folder_by_default_and_s3_by_setting() -> None:
     # Thumbnails of the page's images are fetched from the store: its origin is allowed.
     assert s3["img_src"] == ["'self'", "data:", "https://minio.example.net:9000"]
     # With Redis, the thumbnails worker's jobs wait in a list of the core layer.
-    assert s3["layers"]["thumbnails"] == "channels_redis.core.RedisChannelLayer"
+    assert s3["layers"]["thumbnails"] == "realtime.layers.JobsRedisChannelLayer"
 
 
 def procfile_worker() -> list[str]:
