@@ -304,9 +304,9 @@ class ChatSocket:
 
     # Sending --------------------------------------------------------------------------
 
-    async def send(self, body: Any) -> None:
+    async def send(self, body: Any, **fields: Any) -> None:
         """What the composer sends: its fields as JSON, plus htmx's HEADERS."""
-        await self.send_text(json.dumps({"body": body, "HEADERS": HTMX_HEADERS}))
+        await self.send_text(json.dumps({"body": body, **fields, "HEADERS": HTMX_HEADERS}))
 
     async def send_text(self, text: str) -> None:
         # Straight to the app (WebsocketCommunicator.send_to refuses an empty frame).

@@ -31,11 +31,13 @@ SERVER_NAMES = ("ours", "ours-redis", "ours-redis-x2", "tutorial", "ceiling")
 ROOM = "bench"
 
 
-def encode_ours(text: str) -> bytes:
-    # What htmx's ws extension sends for the composer form.
+def encode_ours(text: str, token: str = "") -> bytes:
+    # What htmx's ws extension sends for the composer form (`token`: its send id, which
+    # a page sends again with the same text when the first answer was lost).
     return json.dumps(
         {
             "body": text,
+            **({"token": token} if token else {}),
             "HEADERS": {
                 "HX-Request": "true",
                 "HX-Trigger": "composer",

@@ -135,7 +135,8 @@ class Storm:
             return
         page.client = None
         # What was sent and not answered is still in the composer: the person sends it
-        # again once the page is back (at worst twice: counted as duplicates).
+        # again once the page is back, with its send id (stored once: a second copy
+        # would count as a duplicate).
         page.resent += len(page.unanswered)
         page.queue[:0], page.unanswered = page.unanswered, []
         code = client.close_code or 1006
@@ -215,7 +216,7 @@ async def _sender(
         due = start + k / rate
         await asyncio.sleep(max(0.0, due - time.monotonic()))
         text = f"{STORM_MARK}:{page.index}:{k}"
-        frame = servers.encode_ours(text)
+        frame = servers.encode_ours(text, token=f"{page.index:016x}{k:016x}")
         client = page.client
         if client is not None and client.open and not client.lost.done():
             client.send_text(frame)

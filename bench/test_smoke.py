@@ -145,6 +145,7 @@ async def test_a_reconnect_storm_after_a_graceful_restart_loses_nothing() -> Non
     assert result["errors"] == 0, result
     assert result["pages_complete"] == STORM and result["missing_messages"] == 0, result
     assert result["sent"] > 0 and result["not_accepted"] == 0, result
+    assert result["duplicates"] == 0, result  # (what was sent again had its send id)
     assert result["online_count_exact"] == STORM and result["online_list_exact"] == STORM, result
 
 

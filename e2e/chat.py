@@ -167,6 +167,21 @@ class SocketLink:
     def restore(self) -> None:
         self.up = True
 
+    def drop_after_next_send(self) -> None:
+        """The page's next send (a frame with a "body": not the typing signal) reaches the
+        server, then the network goes (`drop`) before any answer gets back: a send that
+        was taken, and its answer lost."""
+        assert self._current is not None, "the page has no routed socket"
+        page_side, server_side = self._current
+        server_side.on_message(lambda _: None)  # from now on, the server's frames are lost
+
+        def forward_then_drop(frame: str | bytes) -> None:
+            server_side.send(frame)
+            if isinstance(frame, str) and '"body"' in frame:
+                self.drop()
+
+        page_side.on_message(forward_then_drop)
+
 
 def watch_dialogs(page: Page, seen: list[str]) -> None:
     """Record (and dismiss) every alert/confirm/prompt: a payload that ran would open one."""

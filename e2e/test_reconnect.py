@@ -5,6 +5,7 @@
 (b) The server restarts (SIGTERM, then a new Daphne on the same port and database):
     every socket drops for real, as in a deploy.
 (c) Redis, the channel layer, stops and starts again mid-conversation.
+(d) A send is taken but its answer is lost with the network, and is sent again.
 Each ends with every page showing every stored message exactly once, in order.
 """
 
@@ -179,6 +180,46 @@ def test_viewer_whose_network_drops_gets_each_missed_message_once_in_order(
     assert_shows_exactly(alice.page, stored)
     assert link.connections == 2
     expect(reconnecting_banner(bob.page)).to_be_hidden()
+
+
+def test_a_send_whose_answer_was_lost_and_is_sent_again_is_stored_once(
+    sign_up, room_slug, server_db
+):
+    """Alice sends; the server stores it; her network goes before the answer (the emptied
+    composer) reaches her. Back online, her page shows the message (the catch-up) while
+    her composer still holds the text, so she presses Enter again: it is the same send
+    (the composer's send id), stored and shown once, and her composer empties."""
+    alice, bob = sign_up("alice"), sign_up("bob")
+    link = SocketLink(alice.page)
+    alice.open_room(room_slug)
+    bob.open_room(room_slug)
+
+    link.drop_after_next_send()
+    alice.send("only once", expect_cleared=False)
+    expect_socket(alice.page, "reconnecting")
+    expect_message(bob.page, alice.username, "only once")
+    composer = alice.page.locator("#composer [name=body]")
+    expect(composer).to_have_value("only once")
+    link.restore()
+    expect_socket(alice.page, "open", timeout=RECOVERY_TIMEOUT_MS)
+    expect_message(alice.page, alice.username, "only once")
+
+    composer.press("Enter")
+    expect(composer).to_have_value("")
+    # The same text sent on purpose, twice, from the emptied composer: two sends (the
+    # page makes each its own id), two messages.
+    alice.send("on purpose")
+    alice.send("on purpose")
+    wait_until(
+        bob.page,
+        lambda: [m["body"] for m in messages(bob.page)].count("on purpose") == 2,
+        "both of Alice's messages on Bob's page",
+    )
+
+    stored = server_db.room_messages(room_slug)
+    assert [body for _, _, body in stored] == ["only once", "on purpose", "on purpose"]
+    assert_shows_exactly(alice.page, stored)
+    assert_shows_exactly(bob.page, stored)
 
 
 @pytest.fixture

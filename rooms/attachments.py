@@ -431,18 +431,31 @@ def submit_with_file(room: Room, user: Any, data: Any, upload: Upload) -> Submit
             form.add_error(None, services.REPLY_GONE)
             return Submitted(form, None)
     try:
-        posted = post_with_file(room, user, form.cleaned_data["body"] or "", upload, reply_to)
+        posted = post_with_file(
+            room,
+            user,
+            form.cleaned_data["body"] or "",
+            upload,
+            reply_to,
+            form.cleaned_data["token"],
+        )
     except AttachmentRefused as refusal:
         return Submitted(form, None, str(refusal), refusal.status)
     return Submitted(form, posted)
 
 
 def post_with_file(
-    room: Room, user: Any, body: str, upload: Upload, reply_to: Message | None = None
+    room: Room,
+    user: Any,
+    body: str,
+    upload: Upload,
+    reply_to: Message | None = None,
+    token: str = "",
 ) -> services.Posted:
     """Check the file (size, the user's files a minute, what it is), then store the message
     and its Attachment together and publish the message once. AttachmentRefused if the
-    file is not accepted (nothing stored then)."""
+    file is not accepted (nothing stored then); nothing stored either for a send repeated
+    (its `token` again: services.post_message)."""
     check_size(upload)
     check_rate(user.pk)
     name = display_name(upload.name)
@@ -470,7 +483,9 @@ def post_with_file(
             transaction.on_commit(lambda: schedule_thumbnail(attachment.pk))
 
     try:
-        posted = services.post_message(room, user, body, reply_to=reply_to, attach=attach)
+        posted = services.post_message(
+            room, user, body, reply_to=reply_to, attach=attach, token=token
+        )
     except BaseException:
         for name_stored in stored:  # the transaction rolled back: no row points at it
             default_storage.delete(name_stored)

@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 64 * 1024
 
+# A composer rendered without a send id (ComposerForm.token), which it has by default.
+NO_TOKEN = {"token": ""}
+
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NO_ROOM = 4404
@@ -265,10 +268,10 @@ class RoomConsumer(HubSocket):
         """The composer, out of band: emptied after a send, kept with an error otherwise."""
         if data is None and form is None and not error:
             # The emptied composer is the same after every send: rendered once per socket
-            # (README "Performance").
+            # (README "Performance"). So it has no send id: chat.js makes one per send.
             if not self._empty_composer:
                 self._empty_composer = services.render_fragment(
-                    "composer", room=self.room, form=ComposerForm(), error=""
+                    "composer", room=self.room, form=ComposerForm(initial=NO_TOKEN), error=""
                 )
             return self._empty_composer
         form = form or ComposerForm(initial=data)
@@ -413,7 +416,8 @@ class UserConsumer(HubSocket):
             return self.composer(data, error=error), None
         if not form.is_valid():
             return self.composer(data, form=form), None
-        posted = services.send_private_message(access.user, partner, form.cleaned_data["body"])
+        body, token = form.cleaned_data["body"], form.cleaned_data["token"]
+        posted = services.send_private_message(access.user, partner, body, token=token)
         return self.composer(), posted
 
     @database_sync_to_async
@@ -431,8 +435,9 @@ class UserConsumer(HubSocket):
         error otherwise."""
         if data is None and form is None and not error:
             if not self._empty_composer:  # the same after every send: rendered once
+                form = PrivateMessageForm(initial=NO_TOKEN)  # (as the room's: chat.js)
                 self._empty_composer = services.render_fragment(
-                    "pm-composer", other=self.partner, form=PrivateMessageForm(), error=""
+                    "pm-composer", other=self.partner, form=form, error=""
                 )
             return self._empty_composer
         form = form or PrivateMessageForm(initial=data)

@@ -1,5 +1,6 @@
 import json
 import re
+import secrets
 from typing import Any, cast
 
 from django import forms
@@ -61,6 +62,11 @@ class MessageTextField(forms.CharField):
         return None if text is None else text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def new_send_token() -> str:
+    """A composer's send id (ComposerForm.token): 32 hex digits, as chat.js makes them."""
+    return secrets.token_hex(16)
+
+
 class ComposerForm(forms.Form):
     """What a user types into a room: a message, or `/pm <username> <text>`.
 
@@ -92,6 +98,18 @@ class ComposerForm(forms.Form):
         max_value=2**63 - 1,
         widget=forms.HiddenInput,
         error_messages={"invalid": "That reply does not point at a message: cancel it."},
+    )
+
+    # The send's id: a composer sent again after its answer was lost (the socket dropped,
+    # the server stopping) is stored once (rooms/services.py). A page's composer comes
+    # with one; the emptied composer a socket sends back has none (it is the same after
+    # every send) and static/js/chat.js makes one for each send from it.
+    token = forms.RegexField(
+        regex=r"\A[0-9a-f]{32}\Z",
+        required=False,
+        initial=new_send_token,
+        widget=forms.HiddenInput,
+        error_messages={"invalid": "This composer's send id is not valid: reload the page."},
     )
 
     def clean(self) -> dict[str, Any]:
@@ -128,9 +146,9 @@ class FrameError(ValueError):
 def decode_composer_frame(text: str) -> dict[str, str]:
     """Turn a ws-send frame into form data, or raise FrameError saying what is wrong.
 
-    htmx sends `{"body": "...", "csrfmiddlewaretoken": "...", "HEADERS": {...}}`.
-    Only `body` matters, and it must be a string: a number or a list is a client bug,
-    not something to coerce.
+    htmx sends `{"body": "...", "token": "...", "csrfmiddlewaretoken": "...", "HEADERS":
+    {...}}`. Only `body`, `reply_to` and `token` matter, and each must be a string: a
+    number or a list is a client bug, not something to coerce.
     """
     return composer_data(parse_frame(text))
 
@@ -169,10 +187,13 @@ def composer_data(data: dict[str, Any]) -> dict[str, str]:
         body.encode("utf-8")
     except UnicodeEncodeError:
         raise FrameError("That message could not be read (it was not valid text).") from None
-    reply_to = data.get("reply_to", "")
-    if not isinstance(reply_to, str):
-        raise FrameError("That message could not be read (“reply_to” must be text).")
-    return {"body": body, "reply_to": reply_to}
+    fields = {"body": body}
+    for name in ("reply_to", "token"):
+        value = data.get(name, "")
+        if not isinstance(value, str):
+            raise FrameError(f"That message could not be read (“{name}” must be text).")
+        fields[name] = value
+    return fields
 
 
 class MessageEditForm(forms.Form):
@@ -185,6 +206,7 @@ class PrivateMessageForm(forms.Form):
     """The composer of a conversation page: the text alone, the recipient is the page's."""
 
     body = ComposerForm.base_fields["body"]
+    token = ComposerForm.base_fields["token"]
 
 
 class InviteForm(forms.Form):

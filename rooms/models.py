@@ -98,13 +98,21 @@ class Message(models.Model):
     # online): what its partial needs (the links, data-mentions) without a query per page.
     # MessageMention holds the same per user, for counting and /mentions/.
     mentioned = models.TextField(blank=True, default="", editable=False)
+    # The composer's id for the send that stored it (rooms/forms.py ComposerForm.token;
+    # "" for none): the same send repeated after its answer was lost is not stored twice.
+    send_token = models.CharField(max_length=32, blank=True, default="", editable=False)
     # Its reactions, summed up for its partial (services.attach_reactions sets it).
     reaction_summary: list[Any]
 
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq_unique")
+            models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq_unique"),
+            models.UniqueConstraint(
+                fields=["author", "send_token"],
+                condition=~models.Q(send_token=""),
+                name="message_send_token_once",
+            ),
         ]
         # A day's transcript is a range of created_at within one room, and its previous
         # and next days the nearest rows on either side: created_at's own index would
@@ -194,9 +202,19 @@ class PrivateMessage(models.Model):
     # conversation's newest page, or when it reaches a page of that conversation they
     # have open (services.read_private_messages), never per frame.
     read_at = models.DateTimeField(null=True, blank=True, editable=False)
+    send_token = models.CharField(
+        max_length=32, blank=True, default="", editable=False
+    )  # (Message's)
 
     class Meta:
         ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sender", "send_token"],
+                condition=~models.Q(send_token=""),
+                name="pm_send_token_once",
+            ),
+        ]
         indexes = [
             models.Index(fields=["sender", "recipient", "id"]),
             # The top bar's count on every page: a user's unread ones, and only those.

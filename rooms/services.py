@@ -1009,6 +1009,23 @@ class Posted:
         return all([await publication for publication in self.publications])
 
 
+def _repeated_send(rows: QuerySet[Any], token: str, **same: Any) -> tuple[Any | None, str]:
+    """Whether a send with the composer's `token` (ComposerForm.token) was made before:
+    (the row it stored then, or None; the token to store a new row with). `rows` are the
+    sender's, `same` what must match for it to be the same send. An id that stored other
+    text is not kept on the new row: the composer's text changed after its first send,
+    so this is a message of its own."""
+    if not token:
+        return None, ""
+    earlier = rows.filter(send_token=token).first()
+    if earlier is None:
+        return None, token
+    if all(getattr(earlier, name) == value for name, value in same.items()):
+        log.info("%s sent again (token %s): stored once", type(earlier).__name__, token)
+        return earlier, token
+    return None, ""
+
+
 def post_message(
     room: Room,
     author: Any,
@@ -1016,15 +1033,38 @@ def post_message(
     *,
     reply_to: Message | None = None,
     attach: Callable[[Message], None] | None = None,
+    token: str = "",
 ) -> Posted:
     """Store and publish a message (`reply_to`: the message of this room it answers):
     to the room, to the pages that list it (their unread counts), and to whoever it
     mentions (rooms/attention.py). Each rendered once. `attach` stores what the message
     carries (its file: rooms/attachments.py) in the same transaction, before it is
-    rendered."""
+    rendered. A send repeated (its `token` again) stores and publishes nothing."""
+    try:
+        return _post_message(room, author, body, reply_to, attach, token)
+    except IntegrityError:
+        # The same send through two sockets at once: the other stored it first.
+        if token and Message.objects.filter(author=author, send_token=token).exists():
+            return Posted("", [])
+        raise
+
+
+def _post_message(
+    room: Room,
+    author: Any,
+    body: str,
+    reply_to: Message | None,
+    attach: Callable[[Message], None] | None,
+    token: str,
+) -> Posted:
     from rooms import attention
 
     with transaction.atomic():
+        earlier, token = _repeated_send(
+            Message.objects.filter(author=author), token, room_id=room.pk, body=body
+        )
+        if earlier is not None:
+            return Posted("", [])
         mentioned = attention.mentioned_users(room, author, body)
         message = Message.objects.create(
             room=room,
@@ -1032,6 +1072,7 @@ def post_message(
             body=body,
             reply_to=reply_to,
             mentioned=attention.mentioned_text(mentioned),
+            send_token=token,
         )
         attention.store_mentions(message, mentioned, new=True)
         if attach is not None:
@@ -1048,7 +1089,7 @@ def post_message(
     return Posted(html, [published, activity, *notified])
 
 
-def send_private_message(sender: Any, recipient: Any, body: str) -> Posted:
+def send_private_message(sender: Any, recipient: Any, body: str, *, token: str = "") -> Posted:
     """Store and publish a private message, to every page of both people.
 
     Rendered once for both ends (the page's per-viewer CSS shows "delivered" to the
@@ -1057,15 +1098,32 @@ def send_private_message(sender: Any, recipient: Any, body: str) -> Posted:
     what is theirs alone, rendered for them (one recipient per message): their unread
     count and a notification; and then a "pm.arrived" event, for a page of this
     conversation they have open to mark it read (rooms/consumers.py UserConsumer).
-    A message to oneself is read when sent.
+    A message to oneself is read when sent. A send repeated (its `token` again) stores
+    and publishes nothing.
     """
+    try:
+        return _send_private_message(sender, recipient, body, token)
+    except IntegrityError:
+        # The same send through two sockets at once: the other stored it first.
+        if token and (earlier := sender.sent_private_messages.filter(send_token=token).first()):
+            return Posted("", [], private_message=earlier)
+        raise
+
+
+def _send_private_message(sender: Any, recipient: Any, body: str, token: str) -> Posted:
     to_self = sender.pk == recipient.pk
     with transaction.atomic():
+        earlier, token = _repeated_send(
+            sender.sent_private_messages.all(), token, recipient_id=recipient.pk, body=body
+        )
+        if earlier is not None:
+            return Posted("", [], private_message=earlier)
         pm = PrivateMessage.objects.create(
             sender=sender,
             recipient=recipient,
             body=body,
             read_at=timezone.now() if to_self else None,
+            send_token=token,
         )
         html = render_fragment(
             "private-message-oob", pm=pm, conversation=conversation_key(sender.pk, recipient.pk)
@@ -1139,15 +1197,16 @@ def submit_composer(
     if not form.is_valid():
         return form, None
     body, recipient = form.cleaned_data["body"], form.cleaned_data["recipient"]
+    token = form.cleaned_data["token"]
     if recipient is not None:
-        return form, send_private_message(user, recipient, body)
+        return form, send_private_message(user, recipient, body, token=token)
     reply_to = None
     if (reply_id := form.cleaned_data.get("reply_to")) is not None:
         reply_to = _shown(room).filter(pk=reply_id).first()
         if reply_to is None:
             form.add_error(None, REPLY_GONE)
             return form, None
-    return form, post_message(room, user, body, reply_to=reply_to)
+    return form, post_message(room, user, body, reply_to=reply_to, token=token)
 
 
 REPLY_GONE = (

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.paginator import InvalidPage, Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -193,6 +193,12 @@ def _start_reply(request: SignedInRequest, room: Room) -> HttpResponse:
     return response
 
 
+def _kept(posted: QueryDict) -> dict[str, str]:
+    """What a composer refused before validation (too fast) shows again: its text, and
+    its send id (ComposerForm.token: nothing was stored, so the same send may go again)."""
+    return {name: posted.get(name, "") for name in ("body", "token")}
+
+
 def _is_htmx(request: HttpRequest) -> bool:
     return request.headers.get("HX-Request") == "true"
 
@@ -215,7 +221,7 @@ def post_message(request: SignedInRequest, slug: str) -> HttpResponse:
     room = _room_or_404(slug, request.user)
     reply = services.reply_target(room, request.POST.get("reply_to"))
     if too_fast := services.sending_too_fast(request.user.pk):
-        form = ComposerForm(initial={"body": request.POST.get("body", "")})
+        form = ComposerForm(initial=_kept(request.POST))
         return _composer_again(
             request, room, form, error=too_fast.error, status=too_fast.status, reply=reply
         )
@@ -508,12 +514,13 @@ def conversation(request: SignedInRequest, username: str) -> HttpResponse:
     error, status = "", 200
     if request.method == "POST":
         if too_fast := services.sending_too_fast(request.user.pk):
-            form = PrivateMessageForm(initial={"body": request.POST.get("body", "")})
+            form = PrivateMessageForm(initial=_kept(request.POST))
             error, status = too_fast.error, too_fast.status
         else:
             form = PrivateMessageForm(request.POST)
             if form.is_valid():
-                services.send_private_message(request.user, other, form.cleaned_data["body"])
+                body, token = form.cleaned_data["body"], form.cleaned_data["token"]
+                services.send_private_message(request.user, other, body, token=token)
                 return redirect("pm:conversation", username=other.username)
             status = 400
     if request.method == "GET" and "before" in request.GET:

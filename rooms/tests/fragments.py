@@ -143,6 +143,12 @@ def composer_errors(html: str) -> list[str]:
     return [p.text for p in parse(html).find_all("p", class_="composer-error")]
 
 
+def composer_token(html: str) -> str | None:
+    """The composer's send id (its hidden "token"), if it has the field."""
+    field_ = parse(html).find("input", name="token")
+    return None if field_ is None else field_.attr("value")
+
+
 def composer_value(html: str) -> str | None:
     """What the composer's textarea holds, as a browser reads it (one newline right after
     the start tag is not part of the value)."""

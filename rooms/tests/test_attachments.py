@@ -160,6 +160,21 @@ def test_with_htmx_the_answer_is_the_composer_emptied(alice_client, lobby):
     assert Attachment.objects.count() == 1
 
 
+def test_a_file_sent_again_with_its_send_id_is_stored_once(alice_client, lobby, settings):
+    """Its answer was lost and the page posts the same composer again: one message, one
+    file in the store (the second upload is not kept)."""
+    for _ in range(2):
+        response = alice_client.post(
+            reverse("rooms:post", args=[lobby.slug]),
+            {"body": "once", "file": upload("a.txt", b"x"), "token": "a" * 32},
+            HTTP_HX_REQUEST="true",
+        )
+        assert response.status_code == 200
+        assert fragments.composer_errors(response.content.decode()) == []
+    assert Message.objects.count() == Attachment.objects.count() == 1
+    assert len([f for f in Path(settings.MEDIA_ROOT).rglob("*") if f.is_file()]) == 1
+
+
 def test_the_composer_is_multipart_with_a_file_input(alice_client, lobby):
     page = fragments.parse(alice_client.get(lobby.get_absolute_url()).content.decode())
     composer = page.one_by_id("composer")

@@ -57,6 +57,44 @@ async def test_the_senders_composer_is_reset_out_of_band(gather, alice, lobby):
     assert fragments.is_message_fragment(pushed)
 
 
+TOKEN = "0123456789abcdef" * 2
+
+
+async def test_a_send_repeated_after_a_reconnect_is_stored_once_and_answered_as_sent(
+    gather, connect, alice, bob, lobby
+):
+    """The answer to a send was lost (the socket dropped): the page still holds the text
+    and its send id, and sends them again through its next socket."""
+    alice_socket, bob_socket = await gather("lobby", alice, bob)
+    await alice_socket.send("only once", token=TOKEN)
+    composer, pushed = await alice_socket.receive_sent()
+    assert fragments.composer_token(composer) == ""  # (the page makes the next one)
+    assert await bob_socket.receive() == pushed
+    alice_again = await connect(alice, "lobby")  # (already online: nothing announced)
+
+    await alice_again.send("only once", token=TOKEN)
+
+    reply = await alice_again.receive()
+    assert fragments.is_composer(reply) and fragments.composer_value(reply) == ""
+    assert fragments.composer_errors(reply) == []
+    assert [m.body async for m in Message.objects.all()] == ["only once"]
+    await bob_socket.assert_quiet()
+    await alice_again.assert_quiet()
+
+
+async def test_a_malformed_send_id_keeps_the_text_and_stores_nothing(gather, alice, lobby):
+    (alice_socket,) = await gather("lobby", alice)
+    await alice_socket.send("hello", token='"><img src=x hx-get="/x">')
+    reply = await alice_socket.receive()
+    assert fragments.composer_errors(reply) == [
+        "This composer's send id is not valid: reload the page."
+    ]
+    assert fragments.composer_value(reply) == "hello"
+    assert fragments.composer_token(reply) == '"><img src=x hx-get="/x">'  # (escaped)
+    assert "<img" not in reply
+    assert await stored() == (0, 0)
+
+
 async def test_no_handler_pays_channels_connection_cleanup_hop(
     gather, alice, bob, lobby, monkeypatch
 ):

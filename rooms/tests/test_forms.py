@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from rooms.forms import ComposerForm, FrameError, RoomNameForm, decode_composer_frame
@@ -18,7 +20,12 @@ def errors(form: ComposerForm | RoomNameForm) -> list[str]:
 def test_composer_accepts_a_message_and_strips_it() -> None:
     form = ComposerForm({"body": "  hello there \n"})
     assert form.is_valid(), form.errors
-    assert form.cleaned_data == {"body": "hello there", "recipient": None, "reply_to": None}
+    assert form.cleaned_data == {
+        "body": "hello there",
+        "recipient": None,
+        "reply_to": None,
+        "token": "",
+    }
 
 
 @pytest.mark.parametrize("body", ["", "   ", "\n\t  \r\n"], ids=["empty", "spaces", "newlines"])
@@ -80,7 +87,8 @@ def test_composer_field_is_a_textarea_with_the_length_limit() -> None:
 def test_pm_command_names_a_recipient_and_keeps_only_the_text(bob) -> None:
     form = ComposerForm({"body": "/pm bob  see you at\nnoon "})
     assert form.is_valid(), form.errors
-    assert form.cleaned_data == {"body": "see you at\nnoon", "recipient": bob, "reply_to": None}
+    assert form.cleaned_data["body"] == "see you at\nnoon"
+    assert form.cleaned_data["recipient"] == bob
 
 
 def test_pm_to_an_unknown_user_is_refused_by_name() -> None:
@@ -107,7 +115,7 @@ def test_pm_without_a_recipient_or_text_explains_the_command(bob, body: str) -> 
 def test_text_that_only_looks_like_the_pm_command_is_an_ordinary_message(bob, body: str) -> None:
     form = ComposerForm({"body": body})
     assert form.is_valid(), form.errors
-    assert form.cleaned_data == {"body": body, "recipient": None, "reply_to": None}
+    assert form.cleaned_data == {"body": body, "recipient": None, "reply_to": None, "token": ""}
 
 
 def test_pm_text_over_the_limit_is_refused(bob) -> None:
@@ -119,11 +127,34 @@ def test_pm_text_over_the_limit_is_refused(bob) -> None:
 # decode_composer_frame -------------------------------------------------------------------
 
 
-def test_frame_decoding_keeps_only_the_body_and_the_reply() -> None:
+def test_frame_decoding_keeps_only_the_body_the_reply_and_the_send_id() -> None:
     frame = '{"body": "hi", "csrfmiddlewaretoken": "t", "HEADERS": {"HX-Request": "true"}}'
-    assert decode_composer_frame(frame) == {"body": "hi", "reply_to": ""}
-    frame = '{"body": "hi", "reply_to": "12", "extra": 1}'
-    assert decode_composer_frame(frame) == {"body": "hi", "reply_to": "12"}
+    assert decode_composer_frame(frame) == {"body": "hi", "reply_to": "", "token": ""}
+    frame = '{"body": "hi", "reply_to": "12", "token": "ab12", "extra": 1}'
+    assert decode_composer_frame(frame) == {"body": "hi", "reply_to": "12", "token": "ab12"}
+
+
+@pytest.mark.parametrize("token", ["", "0" * 32, "0123456789abcdef" * 2])
+def test_a_send_id_is_32_hex_digits_or_none(token: str) -> None:
+    form = ComposerForm({"body": "hi", "token": token})
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["token"] == token
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["0" * 31, "0" * 33, "0123456789ABCDEF" * 2, "g" * 32, '"><b hx-get="/x">', "0" * 31 + "\n"],
+)
+def test_a_malformed_send_id_is_refused_and_nothing_is_sent(token: str) -> None:
+    form = ComposerForm({"body": "hi", "token": token})
+    assert not form.is_valid()
+    assert form.errors["token"] == ["This composer's send id is not valid: reload the page."]
+
+
+def test_each_unbound_composer_has_a_send_id_of_its_own() -> None:
+    first, second = ComposerForm()["token"].value(), ComposerForm()["token"].value()
+    assert re.fullmatch(r"[0-9a-f]{32}", first), first
+    assert first != second
 
 
 @pytest.mark.parametrize(
@@ -141,6 +172,12 @@ def test_frame_decoding_keeps_only_the_body_and_the_reply() -> None:
         ('{"body": ["a"]}', "That message could not be read (“body” must be text)."),
         ('{"body": {"a": 1}}', "That message could not be read (“body” must be text)."),
         ('{"body": true}', "That message could not be read (“body” must be text)."),
+        (
+            '{"body": "a", "reply_to": 3}',
+            "That message could not be read (“reply_to” must be text).",
+        ),
+        ('{"body": "a", "token": 3}', "That message could not be read (“token” must be text)."),
+        ('{"body": "a", "token": ["f"]}', "That message could not be read (“token” must be text)."),
     ],
 )
 def test_frames_that_are_not_the_composer_say_what_is_wrong(frame: str, message: str) -> None:
@@ -166,10 +203,7 @@ def test_a_body_with_a_lone_surrogate_is_refused_before_the_database(escaped: st
 
 
 def test_a_body_with_an_escaped_surrogate_pair_is_ordinary_text() -> None:
-    assert decode_composer_frame('{"body": "\\ud83d\\ude00"}') == {
-        "body": "\U0001f600",
-        "reply_to": "",
-    }
+    assert decode_composer_frame('{"body": "\\ud83d\\ude00"}')["body"] == "\U0001f600"
 
 
 # RoomNameForm ----------------------------------------------------------------------------

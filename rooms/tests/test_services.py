@@ -1,4 +1,5 @@
 import asyncio
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -6,7 +7,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import AnonymousUser
-from django.db import transaction
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from realtime.layers import channel_layer
@@ -318,6 +319,100 @@ def test_submit_composer_stores_nothing_when_invalid(alice, body: str) -> None:
     form, posted = services.submit_composer(room, alice, {"body": body})
     assert posted is None and form.errors
     assert not Message.objects.exists() and not PrivateMessage.objects.exists()
+
+
+# A send repeated (the composer's send id again) ------------------------------------------
+
+TOKEN = "0123456789abcdef" * 2
+
+
+@pytest.mark.django_db(transaction=True)  # publications leave on commit
+def test_a_send_repeated_after_its_answer_was_lost_is_stored_and_published_once(alice, listen):
+    room = Room.objects.create(slug="general")
+    channel = listen(services.room_group(room.pk))
+    first = services.post_message(room, alice, "only once", token=TOKEN)
+    assert receive(channel)["html"] == first.html
+
+    again = services.post_message(room, alice, "only once", token=TOKEN)
+
+    assert (again.html, again.publications) == ("", [])
+    assert_nothing_pending(channel)
+    assert list(Message.objects.values_list("body", "send_token")) == [("only once", TOKEN)]
+
+
+def test_a_send_id_stores_again_what_is_not_the_same_send(alice, bob) -> None:
+    """The composer's text changed since its send (edited, then sent again), another room,
+    another author: each is a message. Only the first keeps the id."""
+    general, other = Room.objects.create(slug="general"), Room.objects.create(slug="other")
+    services.post_message(general, alice, "first", token=TOKEN)
+    services.post_message(general, alice, "first, edited", token=TOKEN)
+    services.post_message(other, alice, "first", token=TOKEN)
+    services.post_message(general, bob, "first", token=TOKEN)  # (ids are per author)
+    assert list(Message.objects.values_list("author__username", "body", "send_token")) == [
+        ("alice", "first", TOKEN),
+        ("alice", "first, edited", ""),
+        ("alice", "first", ""),
+        ("bob", "first", TOKEN),
+    ]
+
+
+def test_sends_without_an_id_are_all_stored(alice) -> None:
+    room = Room.objects.create(slug="general")
+    for _ in range(2):
+        services.post_message(room, alice, "same text", token="")
+        services.submit_composer(room, alice, {"body": "same text"})
+    assert Message.objects.filter(body="same text").count() == 4
+
+
+def test_a_private_message_repeated_is_stored_once_and_confirmed_as_the_first(alice, bob):
+    room = Room.objects.create(slug="general")
+    _, first = services.submit_composer(room, alice, {"body": "/pm bob psst", "token": TOKEN})
+    _, again = services.submit_composer(room, alice, {"body": "/pm bob psst", "token": TOKEN})
+    assert first is not None and again is not None
+    assert again.publications == []
+    assert again.private_message == first.private_message == PrivateMessage.objects.get()
+    services.send_private_message(alice, alice, "psst", token=TOKEN)  # another recipient
+    assert PrivateMessage.objects.count() == 2
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="PostgreSQL's case (SQLite takes its one write lock at BEGIN IMMEDIATE, and its "
+    "in-memory test database refuses a second writer instead of making it wait)",
+)
+@pytest.mark.django_db(transaction=True)
+def test_the_same_send_through_two_sockets_at_once_is_stored_once(alice) -> None:
+    """Both look for the id before either has committed; the second then waits on the
+    first's insert, and the database's unique id per author refuses it."""
+    room = Room.objects.create(slug="general")
+    first_stored, first_may_commit = threading.Event(), threading.Event()
+    posted: dict[str, services.Posted] = {}
+
+    def hold(message: Message) -> None:
+        Message.attachment.related.set_cached_value(message, None)
+        first_stored.set()
+        first_may_commit.wait(10)
+
+    def send(name: str, **hook: Any) -> None:
+        try:
+            posted[name] = services.post_message(room, alice, "hi", token=TOKEN, **hook)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=send, args=("first",), kwargs={"attach": hold})
+    second = threading.Thread(target=send, args=("second",))
+    first.start()
+    assert first_stored.wait(10)
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()  # waiting on the first's uncommitted row
+    first_may_commit.set()
+    for thread in (first, second):
+        thread.join(10)
+    close_old_connections()
+
+    assert posted["first"].publications and posted["second"].publications == []
+    assert Message.objects.filter(body="hi").count() == 1
 
 
 @pytest.mark.django_db(transaction=True)  # publications leave on commit

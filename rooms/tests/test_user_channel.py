@@ -243,6 +243,23 @@ async def test_the_conversation_composer_sends_over_the_socket(connect, alice, b
     assert unread_of(await bobs_conversation.receive()) == "0"  # read where it arrived
 
 
+async def test_a_conversation_message_sent_again_with_its_id_is_stored_once(connect, alice, bob):
+    token = "f" * 32
+    alices_conversation = await user_socket(connect, alice, with_="bob")
+    await alices_conversation.send("once", token=token)
+    reply, _ = await alices_conversation.receive_frames(2)
+    assert fragments.composer_token(reply) == ""  # (the page makes the next one)
+    alices_again = await user_socket(connect, alice, with_="bob")
+    bobs = await user_socket(connect, bob)
+
+    await alices_again.send("once", token=token)
+
+    reply = await alices_again.receive()
+    assert pm_composer(reply) is not None and fragments.composer_value(reply) == ""
+    assert [pm.body async for pm in PrivateMessage.objects.all()] == ["once"]
+    await bobs.assert_quiet()
+
+
 @pytest.mark.parametrize(
     "body, error",
     [

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -244,6 +246,25 @@ def test_posting_the_composer_stores_the_message_and_redirects_back(alice_client
     assert "no JS needed" in alice_client.get("/rooms/lobby/").content.decode()
 
 
+def test_a_form_posted_again_with_its_send_id_is_stored_once(alice_client, bob, lobby):
+    """Each page's composer has a send id of its own; the same form posted twice (its
+    answer lost, the browser resends it) stores one message, and answers both."""
+    token = fragments.composer_token(alice_client.get("/rooms/lobby/").content.decode())
+    assert token and re.fullmatch("[0-9a-f]{32}", token)
+    assert fragments.composer_token(alice_client.get("/rooms/lobby/").content.decode()) != token
+    for _ in range(2):
+        response = alice_client.post("/rooms/lobby/messages/", {"body": "once", "token": token})
+        assertRedirects(response, "/rooms/lobby/")
+    assert list(Message.objects.values_list("body", flat=True)) == ["once"]
+
+    token = fragments.composer_token(alice_client.get("/messages/bob/").content.decode())
+    assert token and re.fullmatch("[0-9a-f]{32}", token)
+    for _ in range(2):
+        response = alice_client.post("/messages/bob/", {"body": "once", "token": token})
+        assertRedirects(response, "/messages/bob/")
+    assert list(PrivateMessage.objects.values_list("body", flat=True)) == ["once"]
+
+
 def test_the_posting_address_only_accepts_post(alice_client, lobby) -> None:
     assert alice_client.get("/rooms/lobby/messages/").status_code == 405
 
@@ -304,11 +325,14 @@ def test_posting_too_fast_is_refused_with_429_and_keeps_the_text(
     monkeypatch.setattr(services.rate_limiter, "per_second", 0)  # no refill mid-test
     for i in range(10):
         assert alice_client.post("/rooms/lobby/messages/", {"body": f"m{i}"}).status_code == 302
-    response = alice_client.post("/rooms/lobby/messages/", {"body": "one too many"})
+    response = alice_client.post(
+        "/rooms/lobby/messages/", {"body": "one too many", "token": "b" * 32}
+    )
     assert response.status_code == 429
     html = response.content.decode()
     assert fragments.composer_errors(html) == [TOO_FAST]
     assert fragments.composer_value(html) == "one too many"
+    assert fragments.composer_token(html) == "b" * 32  # (nothing stored: the same send)
     assert Message.objects.count() == 10
 
 

@@ -284,7 +284,22 @@
     signal.requestSubmit();
   });
 
-  // 11. A file goes over HTTP, not the socket: when the composer is submitted with a file
+  // 11. Each send carries the composer's send id (its hidden "token"): the server stores
+  //    the same send once, even when it comes again because its answer was lost (the
+  //    socket dropped; the text is still in the composer, and is sent again). A page's
+  //    composer comes with one; the emptied composer a socket sends back has none, so the
+  //    first send from it makes one, kept until the composer is answered.
+  document.addEventListener("htmx:wsConfigSend", function (event) {
+    const token = event.target instanceof HTMLFormElement && event.target.querySelector("input[name=token]");
+    if (!token) return;
+    if (!token.value) {
+      const bytes = crypto.getRandomValues(new Uint8Array(16));
+      token.value = Array.from(bytes, function (b) { return b.toString(16).padStart(2, "0"); }).join("");
+    }
+    event.detail.parameters.token = token.value;
+  });
+
+  // 12. A file goes over HTTP, not the socket: when the composer is submitted with a file
   //    chosen, its socket send is cancelled and htmx posts the same form (multipart: its
   //    hx-encoding) to the room's composer URL. The answer is the composer, emptied or
   //    with its error; the message itself arrives over the socket, as every message does.
