@@ -98,9 +98,11 @@ class Message(models.Model):
     # online): what its partial needs (the links, data-mentions) without a query per page.
     # MessageMention holds the same per user, for counting and /mentions/.
     mentioned = models.TextField(blank=True, default="", editable=False)
-    # The composer's id for the send that stored it (rooms/forms.py ComposerForm.token;
-    # "" for none): the same send repeated after its answer was lost is not stored twice.
-    send_token = models.CharField(max_length=32, blank=True, default="", editable=False)
+    # The composer's id for the send that stored it (rooms/forms.py ComposerForm.token):
+    # the same send repeated after its answer was lost is not stored twice. None for none
+    # (NULLs are distinct in the unique constraint, as Django's docs advise for a unique
+    # CharField that may be empty; a lookup by id uses its index).
+    send_token = models.CharField(max_length=32, null=True, editable=False)  # noqa: DJ001
     # Its reactions, summed up for its partial (services.attach_reactions sets it).
     reaction_summary: list[Any]
 
@@ -109,9 +111,7 @@ class Message(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq_unique"),
             models.UniqueConstraint(
-                fields=["author", "send_token"],
-                condition=~models.Q(send_token=""),
-                name="message_send_token_once",
+                fields=["author", "send_token"], name="message_send_token_once"
             ),
         ]
         # A day's transcript is a range of created_at within one room, and its previous
@@ -202,18 +202,12 @@ class PrivateMessage(models.Model):
     # conversation's newest page, or when it reaches a page of that conversation they
     # have open (services.read_private_messages), never per frame.
     read_at = models.DateTimeField(null=True, blank=True, editable=False)
-    send_token = models.CharField(
-        max_length=32, blank=True, default="", editable=False
-    )  # (Message's)
+    send_token = models.CharField(max_length=32, null=True, editable=False)  # noqa: DJ001 (Message's)
 
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["sender", "send_token"],
-                condition=~models.Q(send_token=""),
-                name="pm_send_token_once",
-            ),
+            models.UniqueConstraint(fields=["sender", "send_token"], name="pm_send_token_once"),
         ]
         indexes = [
             models.Index(fields=["sender", "recipient", "id"]),

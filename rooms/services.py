@@ -1009,21 +1009,25 @@ class Posted:
         return all([await publication for publication in self.publications])
 
 
-def _repeated_send(rows: QuerySet[Any], token: str, **same: Any) -> tuple[Any | None, str]:
-    """Whether a send with the composer's `token` (ComposerForm.token) was made before:
-    (the row it stored then, or None; the token to store a new row with). `rows` are the
-    sender's, `same` what must match for it to be the same send. An id that stored other
-    text is not kept on the new row: the composer's text changed after its first send,
-    so this is a message of its own."""
-    if not token:
-        return None, ""
-    earlier = rows.filter(send_token=token).first()
-    if earlier is None:
-        return None, token
+def _once(
+    store: Callable[[str | None], Posted], token: str, sent: QuerySet[Any], **same: Any
+) -> tuple[Posted, Any | None]:
+    """`store(token)` a send, once per send: its sender's rows (`sent`) hold one row per
+    send id (ComposerForm.token; a unique constraint), so a send repeated is refused by
+    the database and costs nothing more when it is new. Returns what was posted, and for
+    a send repeated (the same `same` fields) nothing posted and the row it stored before.
+    An id that stored other text is not kept: the composer's text changed after its first
+    send, so this is a message of its own."""
+    try:
+        return store(token or None), None
+    except IntegrityError:  # (also when the same send came through two sockets at once)
+        earlier = sent.filter(send_token=token).first() if token else None
+        if earlier is None:
+            raise
     if all(getattr(earlier, name) == value for name, value in same.items()):
-        log.info("%s sent again (token %s): stored once", type(earlier).__name__, token)
-        return earlier, token
-    return None, ""
+        log.info("%s %s sent again: stored once", type(earlier).__name__, earlier.pk)
+        return Posted("", []), earlier
+    return store(None), None
 
 
 def post_message(
@@ -1040,13 +1044,14 @@ def post_message(
     mentions (rooms/attention.py). Each rendered once. `attach` stores what the message
     carries (its file: rooms/attachments.py) in the same transaction, before it is
     rendered. A send repeated (its `token` again) stores and publishes nothing."""
-    try:
-        return _post_message(room, author, body, reply_to, attach, token)
-    except IntegrityError:
-        # The same send through two sockets at once: the other stored it first.
-        if token and Message.objects.filter(author=author, send_token=token).exists():
-            return Posted("", [])
-        raise
+    posted, _ = _once(
+        lambda token: _post_message(room, author, body, reply_to, attach, token),
+        token,
+        Message.objects.filter(author=author),
+        room_id=room.pk,
+        body=body,
+    )
+    return posted
 
 
 def _post_message(
@@ -1055,16 +1060,11 @@ def _post_message(
     body: str,
     reply_to: Message | None,
     attach: Callable[[Message], None] | None,
-    token: str,
+    token: str | None,
 ) -> Posted:
     from rooms import attention
 
     with transaction.atomic():
-        earlier, token = _repeated_send(
-            Message.objects.filter(author=author), token, room_id=room.pk, body=body
-        )
-        if earlier is not None:
-            return Posted("", [])
         mentioned = attention.mentioned_users(room, author, body)
         message = Message.objects.create(
             room=room,
@@ -1099,25 +1099,23 @@ def send_private_message(sender: Any, recipient: Any, body: str, *, token: str =
     count and a notification; and then a "pm.arrived" event, for a page of this
     conversation they have open to mark it read (rooms/consumers.py UserConsumer).
     A message to oneself is read when sent. A send repeated (its `token` again) stores
-    and publishes nothing.
+    and publishes nothing (what it stored before is its `private_message`).
     """
-    try:
-        return _send_private_message(sender, recipient, body, token)
-    except IntegrityError:
-        # The same send through two sockets at once: the other stored it first.
-        if token and (earlier := sender.sent_private_messages.filter(send_token=token).first()):
-            return Posted("", [], private_message=earlier)
-        raise
+    posted, earlier = _once(
+        lambda token: _send_private_message(sender, recipient, body, token),
+        token,
+        sender.sent_private_messages.all(),
+        recipient_id=recipient.pk,
+        body=body,
+    )
+    if earlier is not None:
+        posted.private_message = earlier
+    return posted
 
 
-def _send_private_message(sender: Any, recipient: Any, body: str, token: str) -> Posted:
+def _send_private_message(sender: Any, recipient: Any, body: str, token: str | None) -> Posted:
     to_self = sender.pk == recipient.pk
     with transaction.atomic():
-        earlier, token = _repeated_send(
-            sender.sent_private_messages.all(), token, recipient_id=recipient.pk, body=body
-        )
-        if earlier is not None:
-            return Posted("", [], private_message=earlier)
         pm = PrivateMessage.objects.create(
             sender=sender,
             recipient=recipient,

@@ -350,8 +350,8 @@ def test_a_send_id_stores_again_what_is_not_the_same_send(alice, bob) -> None:
     services.post_message(general, bob, "first", token=TOKEN)  # (ids are per author)
     assert list(Message.objects.values_list("author__username", "body", "send_token")) == [
         ("alice", "first", TOKEN),
-        ("alice", "first, edited", ""),
-        ("alice", "first", ""),
+        ("alice", "first, edited", None),
+        ("alice", "first", None),
         ("bob", "first", TOKEN),
     ]
 
