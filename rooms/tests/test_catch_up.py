@@ -15,6 +15,7 @@ import realtime
 from rooms import presence, services
 from rooms.models import Message, Room
 from rooms.tests import fragments
+from rooms.tests.databases import concurrent_writers
 
 
 def bodies(html: str) -> list[str]:
@@ -174,11 +175,7 @@ async def test_every_connect_brings_the_online_list_not_only_reconnects(connect,
 # The sequence itself --------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql",
-    reason="PostgreSQL's case (SQLite takes its one write lock at BEGIN IMMEDIATE, and its "
-    "in-memory test database refuses a second writer instead of making it wait)",
-)
+@concurrent_writers
 @pytest.mark.django_db(transaction=True)
 def test_a_number_is_taken_under_the_rooms_lock_so_numbers_commit_in_order(alice) -> None:
     """On PostgreSQL ids are taken at insert and may commit out of order (a reader saw 12

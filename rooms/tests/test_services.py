@@ -15,6 +15,7 @@ from rooms import presence, services
 from rooms.models import Connection, Message, PrivateMessage, Room
 from rooms.services import RateLimiter
 from rooms.tests import fragments
+from rooms.tests.databases import concurrent_writers
 
 pytestmark = pytest.mark.django_db
 
@@ -375,11 +376,7 @@ def test_a_private_message_repeated_is_stored_once_and_confirmed_as_the_first(al
     assert PrivateMessage.objects.count() == 2
 
 
-@pytest.mark.skipif(
-    connection.vendor != "postgresql",
-    reason="PostgreSQL's case (SQLite takes its one write lock at BEGIN IMMEDIATE, and its "
-    "in-memory test database refuses a second writer instead of making it wait)",
-)
+@concurrent_writers
 @pytest.mark.django_db(transaction=True)
 def test_the_same_send_through_two_sockets_at_once_is_stored_once(alice) -> None:
     """Both look for the id before either has committed; the second then waits on the
